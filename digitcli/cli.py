@@ -1,0 +1,431 @@
+"""The ``digitcli`` command line: parse options, call the core, format, map errors.
+
+Exit codes: 0 fine, 1 some input failed or a runtime error, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from digitcli import model as model_io
+from digitcli.errors import DigitcliError
+from digitcli.training import Recipe
+
+DEFAULT_RECIPE = Recipe()
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class DigitcliGroup(click.Group):
+    """A click group that turns the core's errors into one-line messages and Ctrl-C into 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, mapping DigitcliError to exit 1 and Ctrl-C to exit 130."""
+        try:
+            return super().invoke(ctx)
+        except DigitcliError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+class HiddenLayers(click.ParamType):
+    """Comma-separated positive layer sizes, e.g. ``256`` or ``256,128``."""
+
+    name = "SIZES"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        """Parse ``"256,128"`` into ``(256, 128)``."""
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+        if not sizes or min(sizes) < 1:
+            self.fail(f"{value!r}: layer sizes must be positive", param, ctx)
+        return sizes
+
+
+def _model_option(f: Any) -> Any:
+    return click.option(
+        "--model",
+        "model_path",
+        metavar="PATH",
+        envvar=model_io.ENV_VAR,
+        show_envvar=True,
+        help="Model file to use (default: the model shipped with digitcli).",
+    )(f)
+
+
+def _invert_option(f: Any) -> Any:
+    return click.option(
+        "--invert/--no-invert",
+        default=None,
+        help="Force light-on-dark (--invert) or dark-on-light (--no-invert) images; "
+        "detected per image by default.",
+    )(f)
+
+
+def _load_model(path: str | None) -> model_io.Model:
+    return model_io.load(model_io.resolve_model_path(path))
+
+
+@click.group(cls=DigitcliGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option()
+def cli() -> None:
+    """Read handwritten digits from image files.
+
+    \b
+    Examples:
+      digitcli classify scans/ -o predictions.csv
+      digitcli eval
+      digitcli train --out my-model.npz
+    """
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    metavar="FILE",
+    help="Where to write the CSV ('-' = stdout, the default).",
+)
+@click.option("--probabilities", is_flag=True, help="Add columns p0..p9.")
+@_model_option
+@_invert_option
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def classify(
+    inputs: tuple[str, ...],
+    output: str,
+    probabilities: bool,
+    model_path: str | None,
+    invert: bool | None,
+    quiet: bool,
+) -> None:
+    """Classify image files and folders; write one CSV row per image.
+
+    Folders are searched recursively for image files. Columns: path, digit, confidence,
+    error (empty when the image was read). A file that cannot be read is a row with its
+    error, and the run goes on; the exit code is then 1.
+
+    \b
+    Examples:
+      digitcli classify photo.jpg
+      digitcli classify scans/ -o predictions.csv
+      digitcli classify a.png b.png --probabilities -o -
+    """
+    from digitcli.batch import CsvWriter, WalkStats, classify_paths, iter_inputs
+
+    model = _load_model(model_path)
+    stats = WalkStats()
+    started = time.perf_counter()
+    done = failed = 0
+    with _open_output(output) as stream:
+        writer = CsvWriter(stream, probabilities)
+        try:
+            for result in classify_paths(iter_inputs(inputs, stats), model, invert=invert):
+                writer.write(result)
+                done += 1
+                failed += bool(result.error)
+        finally:
+            if not quiet:
+                elapsed = time.perf_counter() - started
+                skipped = f", {stats.skipped} skipped" if stats.skipped else ""
+                click.echo(
+                    f"{done - failed} classified, {failed} failed{skipped} in {elapsed:.2f} s",
+                    err=True,
+                )
+    if failed:
+        click.get_current_context().exit(1)
+
+
+@contextlib.contextmanager
+def _open_output(output: str) -> Iterator[Any]:
+    if output == "-":
+        yield sys.stdout
+        return
+    try:
+        stream = open(output, "w", newline="", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {output}: {exc.strerror or exc}", param_hint="'-o'"
+        ) from None
+    with stream:
+        yield stream
+
+
+@cli.command("eval")
+@_model_option
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Evaluate on an optdigits-format CSV (64 values 0..16, then the label).",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False),
+    help="Evaluate on a labelled image folder laid out as DIR/<digit>/<file>.",
+)
+@_invert_option
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+def evaluate(
+    model_path: str | None,
+    data: str | None,
+    images: str | None,
+    invert: bool | None,
+    as_json: bool,
+) -> None:
+    """Measure a model: accuracy, precision/recall/F1 per digit, confusion matrix.
+
+    By default on the held-out 20% of scikit-learn's Digits recorded in the model.
+
+    \b
+    Examples:
+      digitcli eval
+      digitcli eval --json
+      digitcli eval --data optdigits.tes
+      digitcli eval --images sample_images
+    """
+    from digitcli.evaluation import compute_metrics, load_optdigits_csv
+
+    if data and images:
+        raise click.UsageError("use --data or --images, not both")
+    model = _load_model(model_path)
+    if images:
+        from digitcli.batch import evaluate_folder
+
+        source = f"images in {images}"
+        y_true, y_pred, _ = evaluate_folder(images, model, invert)
+        if not len(y_true):
+            raise click.ClickException(f"no images found in {images}")
+    else:
+        if data:
+            source = f"optdigits CSV {data}"
+            X, y_true = load_optdigits_csv(data)
+        else:
+            if model.test_index is None:
+                raise click.ClickException(
+                    "this model records no Digits test split: use --data or --images"
+                )
+            from digitcli.training import load_digits_data
+
+            X_all, y_all = load_digits_data()
+            if model.test_index.max(initial=0) >= len(y_all):
+                raise click.ClickException("the model's test split does not fit Digits")
+            X, y_true = X_all[model.test_index], y_all[model.test_index]
+            source = "Digits test split (held out in training)"
+        y_pred, _ = model.predict(X)
+    metrics = compute_metrics(y_true, y_pred)
+    recorded = {
+        key: model.metadata[key]
+        for key in ("cv", "test_accuracy", "recipe", "seed", "created")
+        if key in model.metadata
+    }
+    if as_json:
+        payload = {"source": source, **metrics, "model": recorded}
+        click.echo(json.dumps(payload, indent=2))
+        return
+    from rich.console import Console
+
+    from digitcli.evaluation import render_metrics
+
+    notes = []
+    if "cv" in recorded:
+        cv = recorded["cv"]
+        notes.append(f"recorded: {cv['folds']}-fold CV {cv['mean']:.4f}")
+    if "test_accuracy" in recorded:
+        notes.append(f"recorded: test split {recorded['test_accuracy']:.4f}")
+    console = Console()
+    for table in render_metrics(metrics, source, notes):
+        console.print(table)
+
+
+@cli.command()
+@click.option(
+    "--hidden-layers",
+    type=HiddenLayers(),
+    default=",".join(str(n) for n in DEFAULT_RECIPE.hidden_layers),
+    show_default=True,
+    help="Hidden layer sizes, comma separated.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_RECIPE.alpha,
+    show_default=True,
+    help="L2 penalty.",
+)
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RECIPE.max_iter,
+    show_default=True,
+    help="Maximum training epochs.",
+)
+@click.option(
+    "--augment",
+    type=click.IntRange(min=0),
+    default=DEFAULT_RECIPE.augment,
+    show_default=True,
+    help="Distorted copies added per training image.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of weights, augmentation and CV folds.",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2, max=20),
+    default=5,
+    show_default=True,
+    help="Cross-validation folds on the training part.",
+)
+@click.option(
+    "--search", is_flag=True, help="Choose layers and alpha by cross-validated grid search."
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Parallel workers for CV and search (-1 = all cores).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    default="model.npz",
+    show_default=True,
+    help="Where to save the model.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+def train(
+    hidden_layers: tuple[int, ...],
+    alpha: float,
+    max_iter: int,
+    augment: int,
+    seed: int,
+    folds: int,
+    search: bool,
+    jobs: int,
+    out: str,
+    quiet: bool,
+) -> None:
+    """Fit the MLP on scikit-learn's Digits and save the model.
+
+    Uses a stratified 80/20 split (recorded in the model); the 20% test part is only
+    scored, never fitted or used to choose settings. Prints CV and test accuracy.
+
+    \b
+    Examples:
+      digitcli train
+      digitcli train --hidden-layers 256,128 --alpha 0.01 --out big.npz
+      digitcli train --search --jobs 2
+    """
+    from digitcli import training
+
+    if jobs == 0:
+        raise click.BadParameter("must not be 0", param_hint="'--jobs'")
+    recipe = Recipe(hidden_layers, alpha, max_iter, augment)
+    with _progress(quiet) as progress:
+        result = training.train(
+            recipe,
+            seed=seed,
+            folds=folds,
+            n_jobs=jobs,
+            search=training.SEARCH_GRID if search else None,
+            progress=progress,
+        )
+    path = model_io.save(result.model, out)
+    if quiet:
+        return
+    if result.search_table:
+        _print_search_table(result.search_table, result.recipe)
+    cv = result.cv_scores
+    mean = sum(cv) / len(cv)
+    click.echo(
+        f"recipe:        {result.recipe.describe()} max_iter={result.recipe.max_iter}", err=True
+    )
+    click.echo(f"{folds}-fold CV:     {mean:.4f} (on the 80% training part)", err=True)
+    click.echo(f"test accuracy: {result.test_accuracy:.4f} (held-out 20%)", err=True)
+    click.echo(f"model saved:   {path}", err=True)
+
+
+def _print_search_table(rows: list[dict[str, Any]], best: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="search (cross-validated on the training part)", title_justify="left")
+    table.add_column("recipe")
+    table.add_column("CV mean", justify="right")
+    table.add_column("CV std", justify="right")
+    for row in sorted(rows, key=lambda r: -r["cv_mean"]):
+        mark = " *" if row["recipe"] == best.describe() else ""
+        table.add_row(row["recipe"] + mark, f"{row['cv_mean']:.4f}", f"{row['cv_std']:.4f}")
+    Console(stderr=True).print(table)
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[Any]:
+    """Yield a ``progress(stage, done, total)`` callback, or None when quiet.
+
+    A rich bar when stderr is a terminal, a line per stage otherwise.
+    """
+    if quiet:
+        yield None
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        seen: set[str] = set()
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in seen:
+                seen.add(stage)
+                click.echo(f"{stage}: {total} fit{'s' if total != 1 else ''}...", err=True)
+
+        yield report
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="digitcli")

@@ -1,0 +1,308 @@
+"""Synthetic "handwritten-looking" digit images.
+
+Digits are drawn as pen strokes (polylines in a unit box) and rendered with Pillow using
+4x supersampling, so no fonts are needed.  Every random choice (pen width, slant, wobble,
+rotation, proportions and the variant of 1, 4 and 7) is taken from
+``numpy.random.default_rng(seed)``, so the same arguments always give a byte-identical image.
+
+Examples
+--------
+>>> img = render_digit(7, seed=3)
+>>> img.size, img.mode
+((28, 28), 'RGB')
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+__all__ = ["digit_strokes", "render_digit", "render_digit_array"]
+
+_SUPERSAMPLE = 4
+_MIN_PEN_PX = 1.5
+_MAX_STROKES = 4  # no digit has more strokes; keeps the number of random draws fixed
+
+Stroke = np.ndarray  # shape (n, 2): x, y in the unit box, y pointing down
+
+
+def _arc(cx: float, cy: float, rx: float, ry: float, t0: float, t1: float) -> Stroke:
+    """Elliptical arc; angles in degrees, 0 = right, 90 = top, increasing = counter-clockwise."""
+    n = max(4, int(abs(t1 - t0) / 7.5) + 1)
+    t = np.radians(np.linspace(t0, t1, n))
+    return np.column_stack([cx + rx * np.cos(t), cy - ry * np.sin(t)])
+
+
+def _bezier(*ctrl: tuple[float, float], n: int = 16) -> Stroke:
+    """Quadratic (3 control points) or cubic (4 control points) Bezier curve."""
+    p = np.asarray(ctrl, dtype=float)
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    u = 1.0 - t
+    if len(p) == 3:
+        return u * u * p[0] + 2 * u * t * p[1] + t * t * p[2]
+    return u**3 * p[0] + 3 * u * u * t * p[1] + 3 * u * t * t * p[2] + t**3 * p[3]
+
+
+def _poly(*pts: tuple[float, float]) -> Stroke:
+    return np.asarray(pts, dtype=float)
+
+
+def _join(*parts: Stroke) -> Stroke:
+    """Concatenate pieces into one stroke, dropping a repeated point at each seam."""
+    out = [parts[0]]
+    for part in parts[1:]:
+        if np.allclose(out[-1][-1], part[0]):
+            part = part[1:]
+        out.append(part)
+    return np.concatenate(out)
+
+
+def _eight() -> Stroke:
+    # Vertical figure-eight (Lissajous 1:2), written from the top right: counter-clockwise
+    # round the smaller top loop, across the middle, clockwise round the bottom loop.
+    t = np.linspace(-0.5, 2 * np.pi - 0.3, 64)
+    y = (0.5 - 0.5 * np.cos(t)) ** 1.15  # crossing at ~0.45 -> smaller top loop
+    width = np.where(y < 0.45, 0.40, 0.50)
+    x = 0.5 - width * np.sin(2 * t)
+    return np.column_stack([x, y])
+
+
+def _build_variants() -> dict[int, list[list[Stroke]]]:
+    v: dict[int, list[list[Stroke]]] = {}
+    v[0] = [[_arc(0.5, 0.5, 0.46, 0.5, 100, 470)]]
+    v[1] = [
+        [_poly((0.22, 0.24), (0.62, 0.0), (0.6, 1.0))],
+        [_poly((0.22, 0.24), (0.62, 0.0), (0.6, 1.0)), _poly((0.3, 1.0), (0.9, 1.0))],
+        [_poly((0.38, 0.14), (0.58, 0.0), (0.54, 1.0))],
+    ]
+    v[2] = [
+        [
+            _join(
+                _arc(0.5, 0.27, 0.42, 0.27, 160, -30),
+                _bezier((0.864, 0.405), (0.55, 0.72), (0.05, 1.0)),
+                _poly((0.05, 1.0), (0.95, 0.98)),
+            )
+        ]
+    ]
+    v[3] = [
+        [
+            _join(
+                _arc(0.48, 0.25, 0.40, 0.25, 155, -110),
+                _arc(0.47, 0.75, 0.45, 0.25, 110, -155),
+            )
+        ]
+    ]
+    v[4] = [
+        # closed: diagonal meets the upright at the top
+        [_poly((0.64, 0.0), (0.04, 0.66), (0.96, 0.66)), _poly((0.68, 0.0), (0.68, 1.0))],
+        # open: near-vertical left stroke, upright on the right
+        [_poly((0.16, 0.0), (0.08, 0.62), (0.96, 0.62)), _poly((0.72, 0.04), (0.72, 1.0))],
+    ]
+    v[5] = [
+        [
+            _join(_poly((0.22, 0.0), (0.169, 0.454)), _arc(0.48, 0.68, 0.44, 0.32, 130, -145)),
+            _poly((0.22, 0.0), (0.9, 0.0)),
+        ]
+    ]
+    v[6] = [
+        [
+            _join(
+                _bezier((0.8, 0.0), (0.3, 0.08), (0.06, 0.38), (0.06, 0.7)),
+                _arc(0.5, 0.7, 0.44, 0.3, 180, 520),
+            )
+        ]
+    ]
+    v[7] = [
+        [_poly((0.05, 0.0), (0.95, 0.0), (0.38, 1.0))],
+        [_poly((0.05, 0.0), (0.95, 0.0), (0.38, 1.0)), _poly((0.42, 0.52), (0.9, 0.52))],
+        [_poly((0.04, 0.13), (0.06, 0.0), (0.95, 0.0), (0.4, 1.0))],
+    ]
+    v[8] = [[_eight()]]
+    v[9] = [[_join(_arc(0.5, 0.27, 0.42, 0.27, 15, 360), _poly((0.92, 0.27), (0.86, 1.0)))]]
+    return v
+
+
+_VARIANTS = _build_variants()
+
+
+def _check_digit(digit: int) -> int:
+    if isinstance(digit, bool) or int(digit) != digit or not 0 <= int(digit) <= 9:
+        raise ValueError(f"digit must be an integer 0-9, got {digit!r}")
+    return int(digit)
+
+
+def digit_strokes(digit: int, *, variant: int = 0) -> list[list[tuple[float, float]]]:
+    """Polylines (in a unit box, x right, y down, 0..1) that draw the digit as a person writes it.
+
+    Parameters
+    ----------
+    digit : int
+        The digit, 0-9.
+    variant : int, optional
+        Which handwriting variant to return (1, 4 and 7 have several; others have one).
+        Taken modulo the number of variants. Default 0.
+
+    Returns
+    -------
+    list of list of tuple of float
+        One list of ``(x, y)`` points per pen stroke, in writing order.
+
+    Raises
+    ------
+    ValueError
+        If `digit` is not an integer in 0-9.
+    """
+    variants = _VARIANTS[_check_digit(digit)]
+    strokes = variants[variant % len(variants)]
+    return [[(float(x), float(y)) for x, y in s] for s in strokes]
+
+
+def _smooth_field(rng: np.random.Generator, k: int = 3) -> tuple[np.ndarray, ...]:
+    """Parameters of a smooth random 2-D displacement field (sum of k plane waves per axis)."""
+    freq = rng.uniform(0.4, 1.3, size=(2, k, 2)) * rng.choice([-1.0, 1.0], size=(2, k, 2))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(2, k))
+    amp = rng.uniform(0.5, 1.0, size=(2, k))
+    amp /= np.sqrt((amp**2).sum(axis=1, keepdims=True) / 2)  # rms ~ 1 per axis
+    return freq, phase, amp
+
+
+def _apply_field(pts: np.ndarray, field: tuple[np.ndarray, ...], scale: float) -> np.ndarray:
+    freq, phase, amp = field
+    out = pts.copy()
+    for axis in range(2):
+        arg = 2 * np.pi * (pts @ freq[axis].T) + phase[axis]  # (n, k)
+        out[:, axis] += scale * (np.sin(arg) @ amp[axis])
+    return out
+
+
+def render_digit(
+    digit: int,
+    *,
+    seed: int = 0,
+    size: tuple[int, int] = (28, 28),
+    stroke: float | None = None,
+    slant: float | None = None,
+    jitter: float = 0.03,
+    ink: tuple[int, int, int] = (20, 20, 20),
+    paper: tuple[int, int, int] = (255, 255, 255),
+    margin: float = 0.15,
+    digit_height: float | None = None,
+) -> Image.Image:
+    """Render a synthetic handwritten digit.
+
+    Parameters
+    ----------
+    digit : int
+        The digit to draw, 0-9.
+    seed : int, optional
+        Seed for ``numpy.random.default_rng``; same arguments give a byte-identical image.
+    size : tuple of int, optional
+        Output ``(width, height)`` in pixels. Default ``(28, 28)``.
+    stroke : float or None, optional
+        Pen width as a fraction of the digit height; ``None`` picks one in 0.06-0.14.
+        The pen is never thinner than 1.5 output pixels.
+    slant : float or None, optional
+        Horizontal shear (positive leans right); ``None`` picks one in -0.25..0.25.
+    jitter : float, optional
+        Amplitude of the smooth random wobble of the strokes, as a fraction of the digit box.
+        ``0`` gives clean strokes. Default 0.03.
+    ink, paper : tuple of int, optional
+        RGB colours of the pen and the background.
+    margin : float, optional
+        Fraction of the image width/height kept blank around the digit. Default 0.15.
+    digit_height : float or None, optional
+        Fraction of the image height the digit (including pen width) occupies;
+        ``None`` means ``1 - 2 * margin``. The digit is shrunk further if it would not fit
+        the width left by `margin`.
+
+    Returns
+    -------
+    PIL.Image.Image
+        An RGB image with the digit centred.
+
+    Raises
+    ------
+    ValueError
+        If `digit` is not 0-9 or a size/fraction argument is out of range.
+    """
+    d = _check_digit(digit)
+    width, height = int(size[0]), int(size[1])
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    if not 0.0 <= margin < 0.5:
+        raise ValueError(f"margin must be in [0, 0.5), got {margin!r}")
+    if digit_height is None:
+        digit_height = 1.0 - 2.0 * margin
+    if not 0.0 < digit_height <= 1.0:
+        raise ValueError(f"digit_height must be in (0, 1], got {digit_height!r}")
+
+    rng = np.random.default_rng(seed)
+    # Always draw every random value in the same order, so overriding one argument
+    # does not change the others.
+    variants = _VARIANTS[d]
+    variant = variants[int(rng.random() * len(variants))]
+    r_stroke = rng.uniform(0.06, 0.14)
+    r_slant = rng.uniform(-0.25, 0.25)
+    angle = np.radians(rng.uniform(-8.0, 8.0))
+    aspect = rng.uniform(0.5, 0.68)  # width of the unit box relative to its height
+    scale = rng.uniform(0.9, 1.0)
+    field = _smooth_field(rng)
+    offsets = rng.normal(0.0, 0.5, size=(_MAX_STROKES, 2))
+    stroke = r_stroke if stroke is None else float(stroke)
+    slant = r_slant if slant is None else float(slant)
+
+    # Unit box -> physical shape: proportions, wobble, slant, rotation (about the centre).
+    cos_a, sin_a = np.cos(angle), np.sin(angle)
+    shaped = []
+    for i, s in enumerate(variant):
+        p = s * (aspect, 1.0)
+        if jitter:
+            p = _apply_field(p, field, jitter) + offsets[i] * jitter
+        x = p[:, 0] + slant * (0.5 - p[:, 1])
+        y = p[:, 1] - 0.5
+        shaped.append(np.column_stack([x * cos_a - y * sin_a, x * sin_a + y * cos_a]))
+
+    # Fit the skeleton (plus pen) into the available box, centred.
+    allp = np.concatenate(shaped)
+    lo, hi = allp.min(axis=0), allp.max(axis=0)
+    extent = np.maximum(hi - lo, 1e-6)
+    box_h = digit_height * height
+    pen = max(stroke * box_h, _MIN_PEN_PX)
+    avail_w = max(width * (1.0 - 2.0 * margin) - pen, 1.0)
+    avail_h = max(box_h * scale - pen, 1.0)
+    k = min(avail_w / extent[0], avail_h / extent[1]) * _SUPERSAMPLE
+    centre = np.array([width, height]) * (_SUPERSAMPLE / 2.0) - (lo + hi) / 2.0 * k
+
+    big = Image.new("L", (width * _SUPERSAMPLE, height * _SUPERSAMPLE), 0)
+    draw = ImageDraw.Draw(big)
+    w = max(1, round(pen * _SUPERSAMPLE))
+    r = w / 2.0
+    for p in shaped:
+        pts = p * k + centre
+        xy = [(float(a), float(b)) for a, b in pts]
+        draw.line(xy, fill=255, width=w, joint="curve")
+        for cx, cy in (xy[0], xy[-1]):  # round caps
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+    mask = big.reduce(_SUPERSAMPLE)
+
+    ink_img = Image.new("RGB", (width, height), tuple(int(c) for c in ink))
+    paper_img = Image.new("RGB", (width, height), tuple(int(c) for c in paper))
+    return Image.composite(ink_img, paper_img, mask)
+
+
+def render_digit_array(digit: int, **kw: object) -> np.ndarray:
+    """Render a digit like :func:`render_digit` and return it as a greyscale array.
+
+    Parameters
+    ----------
+    digit : int
+        The digit to draw, 0-9.
+    **kw
+        Keyword arguments passed on to :func:`render_digit`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(height, width)`` (dark ink on light paper by default).
+    """
+    return np.array(render_digit(digit, **kw).convert("L"))  # type: ignore[arg-type]

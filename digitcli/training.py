@@ -1,0 +1,351 @@
+"""Training: Digits data, augmentation, cross-validation, search and fitting.
+
+scikit-learn is imported inside the functions that need it, never at module import, so that
+``classify`` (which only needs :mod:`digitcli.model`) stays fast and small.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from digitcli import __version__
+from digitcli.model import Layer, Model
+
+#: The held-out part of Digits, never used for fitting or for choosing settings.
+TEST_SIZE = 0.2
+#: Seed of the stratified train/test split (fixed, so test figures stay comparable).
+SPLIT_SEED = 0
+
+#: ``progress(stage, done, total)`` is called as work completes.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to fit one model.
+
+    Parameters
+    ----------
+    hidden_layers : tuple of int
+        Sizes of the hidden ReLU layers.
+    alpha : float
+        L2 penalty of the MLP.
+    max_iter : int
+        Maximum number of epochs of Adam.
+    augment : int
+        Distorted copies added per training image (0 = none).
+    """
+
+    hidden_layers: tuple[int, ...] = (512,)
+    alpha: float = 1e-2
+    max_iter: int = 300
+    augment: int = 4
+
+    def describe(self) -> str:
+        """One-line summary, e.g. ``layers=256 alpha=0.001 augment=4``."""
+        layers = ",".join(str(n) for n in self.hidden_layers)
+        return f"layers={layers} alpha={self.alpha:g} augment={self.augment}"
+
+
+#: What ``--search`` tries (each with the recipe's ``max_iter`` and ``augment``).
+SEARCH_GRID: dict[str, Sequence[Any]] = {
+    "hidden_layers": [(256,), (512,), (256, 128)],
+    "alpha": [1e-4, 1e-3, 1e-2],
+}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the model and the figures behind it."""
+
+    model: Model
+    recipe: Recipe
+    cv_scores: list[float]
+    test_accuracy: float
+    search_table: list[dict[str, Any]] | None = None
+
+
+def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled Digits: 1797 rows of 64 features (0..16) and their labels.
+
+    Returns
+    -------
+    X, y : numpy.ndarray
+        float64 ``(1797, 64)`` and int ``(1797,)``.
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float64), y.astype(np.int64)
+
+
+def split_indices(y: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified 80/20 train/test split of row indices.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Labels.
+    seed : int
+        Split seed.
+
+    Returns
+    -------
+    train_index, test_index : numpy.ndarray
+        Sorted int64 indices.
+    """
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    train, test = train_test_split(idx, test_size=TEST_SIZE, stratify=y, random_state=seed)
+    return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+def augment(X: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Add `copies` randomly distorted versions of each image.
+
+    Each 8x8 image is upsampled to the 32x32 grid it was counted from, given a small random
+    rotation, shear, scaling and shift there, and counted back into 4x4 blocks (0..16).
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        ``(n, 64)`` features.
+    y : numpy.ndarray
+        ``(n,)`` labels.
+    copies : int
+        Distorted copies per image; 0 returns the inputs.
+    seed : int
+        Seed of the distortions.
+
+    Returns
+    -------
+    X_aug, y_aug : numpy.ndarray
+        The originals followed by their copies.
+    """
+    if copies <= 0:
+        return X, y
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(X) * copies, 64))
+    k = 0
+    for row in X:
+        big = Image.fromarray((row.reshape(8, 8) / 16).astype(np.float32), mode="F")
+        big = big.resize((32, 32), Image.Resampling.BILINEAR)
+        for _ in range(copies):
+            coeffs = _random_affine(rng)
+            moved = big.transform(
+                (32, 32), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
+            )
+            counts = np.asarray(moved).reshape(8, 4, 8, 4).mean(axis=(1, 3)) * 16
+            out[k] = np.clip(np.rint(counts), 0, 16).reshape(64)
+            k += 1
+    return np.vstack([X, out]), np.concatenate([y, np.repeat(y, copies)])
+
+
+def _random_affine(rng: np.random.Generator) -> tuple[float, ...]:
+    """Inverse affine map (output -> input pixel) about the 32x32 centre, for PIL."""
+    angle = np.radians(rng.uniform(-12, 12))
+    shear = rng.uniform(-0.25, 0.25)
+    scale_x, scale_y = rng.uniform(0.9, 1.1, size=2)
+    shift = rng.uniform(-1.5, 1.5, size=2)
+    c, s = np.cos(angle), np.sin(angle)
+    forward = np.array([[c, -s], [s, c]]) @ np.array([[scale_x, shear], [0.0, scale_y]])
+    inv = np.linalg.inv(forward)
+    centre = np.array([16.0, 16.0])
+    offset = centre - inv @ centre + shift
+    return (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
+
+
+def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tuple[Layer, ...]:
+    """Fit one scikit-learn MLP (ReLU, Adam) on `X` / 16 and return its layers.
+
+    Parameters
+    ----------
+    X, y : numpy.ndarray
+        Training features (0..16, already augmented) and labels.
+    recipe : Recipe
+        Settings.
+    seed : int
+        Seed of the weight initialisation and batch shuffling.
+
+    Returns
+    -------
+    tuple of (W, b)
+        Layers in the form :class:`digitcli.model.Model` runs.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(
+        hidden_layer_sizes=recipe.hidden_layers,
+        activation="relu",
+        solver="adam",
+        alpha=recipe.alpha,
+        max_iter=recipe.max_iter,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        # Stopping at max_iter is a recipe choice, not a fault.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X / 16.0, y)
+    if list(clf.classes_) != list(range(10)):
+        raise ValueError("training data must hold all ten digits")
+    return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_))
+
+
+def make_model(
+    layers: tuple[Layer, ...], metadata: dict[str, Any], test_index: np.ndarray | None = None
+) -> Model:
+    """Wrap fitted layers (trained on inputs / 16) as a :class:`Model`."""
+    return Model((layers,), np.zeros(64), np.full(64, 16.0), metadata, test_index)
+
+
+def _fold_score(
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    valid: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    key: Any,
+) -> tuple[Any, float]:
+    Xa, ya = augment(X[train], y[train], recipe.augment, seed)
+    model = make_model(fit_network(Xa, ya, recipe, seed), {})
+    digits, _ = model.predict(X[valid])
+    return key, float((digits == y[valid]).mean())
+
+
+def _cv_jobs(
+    X: np.ndarray,
+    y: np.ndarray,
+    recipes: Sequence[Recipe],
+    folds: int,
+    seed: int,
+    n_jobs: int,
+    progress: ProgressFn | None,
+    stage: str,
+) -> dict[int, list[float]]:
+    """Score every recipe by stratified k-fold CV, all fits in one joblib pool."""
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import StratifiedKFold
+
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+    tasks = [
+        delayed(_fold_score)(X, y, tr, va, recipe, seed + f, (r, f))
+        for r, recipe in enumerate(recipes)
+        for f, (tr, va) in enumerate(splits)
+    ]
+    scores: dict[int, dict[int, float]] = {r: {} for r in range(len(recipes))}
+    if progress:
+        progress(stage, 0, len(tasks))
+    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    for done, ((r, f), score) in enumerate(runner(tasks), start=1):
+        scores[r][f] = score
+        if progress:
+            progress(stage, done, len(tasks))
+    return {r: [s[f] for f in sorted(s)] for r, s in scores.items()}
+
+
+def grid_recipes(base: Recipe, grid: dict[str, Iterable[Any]]) -> list[Recipe]:
+    """Every combination of `grid`'s values applied to `base`."""
+    names = list(grid)
+    return [
+        Recipe(**{**asdict(base), **dict(zip(names, values))})
+        for values in itertools.product(*(grid[n] for n in names))
+    ]
+
+
+def train(
+    recipe: Recipe = Recipe(),
+    *,
+    seed: int = 0,
+    folds: int = 5,
+    n_jobs: int = -1,
+    search: dict[str, Iterable[Any]] | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Fit a model on the 80% training part of Digits and test it on the held-out 20%.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        Settings (the base of the search if `search` is given).
+    seed : int
+        Seed of the weights, augmentation and CV folds.
+    folds : int
+        Cross-validation folds on the training part (2 or more).
+    n_jobs : int
+        joblib workers for cross-validation (-1 = all cores).
+    search : dict or None
+        Grid of Recipe fields to try; the best mean CV accuracy wins.
+    progress : callable or None
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    TrainResult
+    """
+    import sklearn
+
+    X, y = load_digits_data()
+    train_idx, test_idx = split_indices(y)
+    Xtr, ytr = X[train_idx], y[train_idx]
+
+    table = None
+    if search:
+        candidates = grid_recipes(recipe, search)
+        scores = _cv_jobs(Xtr, ytr, candidates, folds, seed, n_jobs, progress, "search")
+        table = [
+            {
+                "recipe": c.describe(),
+                "cv_mean": float(np.mean(scores[i])),
+                "cv_std": float(np.std(scores[i])),
+            }
+            for i, c in enumerate(candidates)
+        ]
+        best = max(range(len(candidates)), key=lambda i: (np.mean(scores[i]), -i))
+        recipe, cv_scores = candidates[best], scores[best]
+    else:
+        cv_scores = _cv_jobs(Xtr, ytr, [recipe], folds, seed, n_jobs, progress, "cross-validate")[0]
+
+    if progress:
+        progress("fit", 0, 1)
+    Xa, ya = augment(Xtr, ytr, recipe.augment, seed)
+    layers = fit_network(Xa, ya, recipe, seed)
+    if progress:
+        progress("fit", 1, 1)
+    model = make_model(layers, {}, test_idx)
+    test_accuracy = float((model.predict(X[test_idx])[0] == y[test_idx]).mean())
+    metadata = {
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "versions": {
+            "digitcli": __version__,
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
+        "recipe": {**asdict(recipe), "hidden_layers": list(recipe.hidden_layers)},
+        "seed": seed,
+        "split": {
+            "data": "sklearn.datasets.load_digits",
+            "test_size": TEST_SIZE,
+            "seed": SPLIT_SEED,
+            "stratified": True,
+            "n_train": int(len(train_idx)),
+            "n_test": int(len(test_idx)),
+        },
+        "cv": {"folds": folds, "mean": float(np.mean(cv_scores)), "scores": cv_scores},
+        "test_accuracy": test_accuracy,
+    }
+    if table is not None:
+        metadata["search"] = table
+    return TrainResult(
+        make_model(layers, metadata, test_idx), recipe, cv_scores, test_accuracy, table
+    )

@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from digitcli import model as model_io
+from digitcli.cli import cli
+
+COMMANDS = [[], ["classify"], ["eval"], ["train"]]
+
+
+def rows_of(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0] if c else "group")
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_everywhere(runner, command, flag):
+    result = runner.invoke(cli, [*command, flag])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout and "Examples:" in result.stdout
+
+
+def test_version(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0, result.output
+    from digitcli import __version__
+
+    assert __version__ in result.stdout
+
+
+def test_classify_folder_to_stdout(runner, tmp_path, make_digit):
+    for d in range(10):
+        make_digit(d, f"in/{d}.png", seed=d)
+    result = runner.invoke(cli, ["classify", str(tmp_path / "in")])
+    assert result.exit_code == 0, result.output
+    rows = rows_of(result.stdout)
+    assert list(rows[0]) == ["path", "digit", "confidence", "error"]
+    assert [r["path"] for r in rows] == [str(tmp_path / "in" / f"{d}.png") for d in range(10)]
+    assert all(r["digit"] in "0123456789" and r["digit"] and not r["error"] for r in rows)
+    assert "10 classified, 0 failed" in result.stderr
+
+
+def test_classify_to_file_with_probabilities(runner, tmp_path, make_digit):
+    image = make_digit(8)
+    out = tmp_path / "out.csv"
+    result = runner.invoke(cli, ["classify", str(image), "-o", str(out), "--probabilities"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    [row] = rows_of(out.read_text(encoding="utf-8"))
+    probs = [float(row[f"p{d}"]) for d in range(10)]
+    assert sum(probs) == pytest.approx(1, abs=1e-3)
+    assert float(row["confidence"]) == max(probs)
+    assert int(row["digit"]) == int(np.argmax(probs))
+
+
+def test_classify_bad_files_are_rows_and_exit_1(runner, tmp_path, make_digit):
+    good = make_digit(4, "a_good.png")
+    bad = tmp_path / "b_bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    blank = tmp_path / "c_blank.png"
+    from PIL import Image
+
+    Image.new("L", (30, 30), 255).save(blank)
+    result = runner.invoke(
+        cli, ["classify", str(good), str(bad), str(blank), str(tmp_path / "d_missing.png")]
+    )
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    rows = rows_of(result.stdout)
+    assert rows[0]["digit"] and not rows[0]["error"]
+    assert rows[1]["digit"] == "" and rows[1]["error"]
+    assert rows[2]["error"] == "no digit found"
+    assert rows[3]["error"] == "file not found"
+    assert "1 classified, 3 failed" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"junk", b"PK\x03\x04junk"])
+def test_bad_model_is_one_line_error(runner, tmp_path, make_digit, content):
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(content)
+    result = runner.invoke(cli, ["classify", str(make_digit()), "--model", str(bad)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and str(bad) in lines[0]
+
+
+def test_model_from_environment(runner, tmp_path, make_digit, monkeypatch):
+    monkeypatch.setenv("DIGITCLI_MODEL", str(tmp_path / "absent.npz"))
+    result = runner.invoke(cli, ["classify", str(make_digit())])
+    assert result.exit_code == 1
+    assert "model file not found" in result.stderr and "absent.npz" in result.stderr
+
+
+def test_unwritable_output_is_usage_error(runner, tmp_path, make_digit):
+    result = runner.invoke(
+        cli, ["classify", str(make_digit()), "-o", str(tmp_path / "no" / "x.csv")]
+    )
+    assert result.exit_code == 2
+    assert "cannot write" in result.stderr
+
+
+def test_ctrl_c_exits_130_keeping_finished_rows(runner, tmp_path, make_digit, monkeypatch):
+    from digitcli import batch
+
+    real = batch.classify_paths
+
+    def interrupted(paths, model, **kw):
+        for i, result in enumerate(real(paths, model, **kw)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(batch, "classify_paths", interrupted)
+    images = [str(make_digit(d, f"{d}.png")) for d in range(5)]
+    out = tmp_path / "out.csv"
+    result = runner.invoke(cli, ["classify", *images, "-o", str(out)])
+    assert result.exit_code == 130
+    rows = rows_of(out.read_text())
+    assert [r["path"] for r in rows] == images[:2]
+
+
+def test_eval_shipped_model_json(runner):
+    result = runner.invoke(cli, ["eval", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n"] == 360
+    assert data["accuracy"] >= 0.985
+    assert len(data["confusion_matrix"]) == 10
+    assert data["model"]["test_accuracy"] == pytest.approx(data["accuracy"])
+
+
+def test_eval_table(runner, small_model_path):
+    result = runner.invoke(cli, ["eval", "--model", str(small_model_path)])
+    assert result.exit_code == 0, result.output
+    for word in ("accuracy", "per digit", "confusion matrix", "recorded: 2-fold CV"):
+        assert word in result.stdout
+
+
+def test_eval_optdigits_csv(runner, tmp_path, digits, shipped_model):
+    X, y = digits
+    path = tmp_path / "optdigits.tes"
+    lines = [
+        ",".join(str(int(v)) for v in row) + f",{label}" for row, label in zip(X[:100], y[:100])
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(cli, ["eval", "--data", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n"] == 100
+    assert data["accuracy"] == pytest.approx((shipped_model.predict(X[:100])[0] == y[:100]).mean())
+
+
+def test_eval_bad_csv_is_one_line(runner, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("1,2,3\n")
+    result = runner.invoke(cli, ["eval", "--data", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "line 1" in result.stderr
+
+
+def test_eval_images(runner, tmp_path, make_digit):
+    for d in range(10):
+        make_digit(d, f"set/{d}/x.png", seed=d)
+    result = runner.invoke(cli, ["eval", "--images", str(tmp_path / "set"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n"] == 10 and data["failed"] == 0 and 0 <= data["accuracy"] <= 1
+
+
+def test_eval_usage_errors(runner, tmp_path):
+    csv_file = tmp_path / "a.csv"
+    csv_file.write_text("0," * 64 + "1\n")
+    result = runner.invoke(cli, ["eval", "--data", str(csv_file), "--images", str(tmp_path)])
+    assert result.exit_code == 2 and "not both" in result.stderr
+    result = runner.invoke(cli, ["eval", "--data", str(tmp_path / "missing.csv")])
+    assert result.exit_code == 2
+    result = runner.invoke(cli, ["eval", "--images", str(tmp_path)])
+    assert result.exit_code == 1 and "no digit folders" in result.stderr
+
+
+QUICK = ["--hidden-layers", "24", "--max-iter", "25", "--augment", "1", "--folds", "2", "-j", "1"]
+
+
+def test_train_writes_model_and_summary(runner, tmp_path):
+    out = tmp_path / "m.npz"
+    result = runner.invoke(cli, ["train", *QUICK, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "test accuracy:" in result.stderr and str(out) in result.stderr
+    model = model_io.load(out)
+    assert model.metadata["recipe"]["hidden_layers"] == [24]
+    assert model.metadata["recipe"]["augment"] == 1
+
+
+def test_train_is_deterministic(runner, tmp_path, digits):
+    X, _ = digits
+    probs = []
+    for name in ("a.npz", "b.npz"):
+        result = runner.invoke(
+            cli, ["train", *QUICK, "--seed", "5", "-q", "--out", str(tmp_path / name)]
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+        probs.append(model_io.load(tmp_path / name).predict_proba(X))
+    np.testing.assert_array_equal(probs[0], probs[1])
+
+
+def test_train_search_prints_table(runner, tmp_path, monkeypatch):
+    from digitcli import training
+
+    monkeypatch.setattr(training, "SEARCH_GRID", {"hidden_layers": [(8,), (24,)], "alpha": [1e-3]})
+    result = runner.invoke(cli, ["train", *QUICK, "--search", "--out", str(tmp_path / "s.npz")])
+    assert result.exit_code == 0, result.output
+    assert "layers=8 alpha" in result.stderr and "layers=24 alpha" in result.stderr
+    assert len(model_io.load(tmp_path / "s.npz").metadata["search"]) == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--hidden-layers", "abc"], ["--hidden-layers", "0"], ["--jobs", "0"], ["--folds", "1"]],
+)
+def test_train_bad_options_exit_2(runner, tmp_path, args):
+    result = runner.invoke(cli, ["train", *args, "--out", str(tmp_path / "x.npz")])
+    assert result.exit_code == 2
+    assert not (tmp_path / "x.npz").exists()
+
+
+def _run(code: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+def test_classify_and_help_do_not_import_sklearn_or_joblib(make_digit):
+    image = make_digit(6)
+    code = (
+        "import sys\n"
+        "from digitcli.cli import cli\n"
+        "for args in (['--help'], ['classify', sys.argv[1]]):\n"
+        "    try:\n"
+        "        cli.main(args, prog_name='digitcli')\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "heavy = sorted(m for m in ('sklearn', 'joblib', 'scipy') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = _run(code, str(image))
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
+
+
+def test_python_dash_m(tmp_path, make_digit):
+    image = make_digit(1)
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitcli", "classify", str(image)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("path,digit,confidence,error")

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from PIL import Image
+
+from digitcli.batch import evaluate_folder, iter_inputs
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "sample_images"
+
+
+def test_sample_images_cover_every_digit_in_several_formats():
+    files = list(iter_inputs([SAMPLES]))
+    assert len(files) >= 20
+    assert {int(p.split("/")[-2]) for p in files} == set(range(10))
+    formats = set()
+    for p in files:
+        with Image.open(p) as img:
+            formats.add(img.format)
+    assert {"PNG", "JPEG"} <= formats and len(formats) >= 4
+
+
+def test_shipped_model_gives_a_digit_for_every_sample_image(shipped_model):
+    y_true, y_pred, results = evaluate_folder(SAMPLES, shipped_model)
+    assert all(r.error == "" for r in results), [r for r in results if r.error]
+    assert (y_pred >= 0).all()
+    assert (y_true == y_pred).mean() >= 0.6
+
+
+def test_generator_script_makes_the_same_layout(tmp_path):
+    spec = importlib.util.spec_from_file_location("gen", REPO / "scripts" / "make_sample_images.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    written = gen.make(tmp_path / "s")
+    names = sorted(str(p.relative_to(tmp_path / "s")) for p in written)
+    shipped = sorted(str(p.relative_to(SAMPLES)) for p in SAMPLES.rglob("*") if p.is_file())
+    assert names == shipped

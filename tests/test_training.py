@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from digitcli import training
+
+
+def test_split_is_stratified_disjoint_and_fixed(digits):
+    _, y = digits
+    tr, te = training.split_indices(y)
+    assert len(te) == 360 and len(tr) == 1437
+    assert not set(tr) & set(te)
+    np.testing.assert_array_equal(te, training.split_indices(y)[1])
+    counts = np.bincount(y[te], minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37
+
+
+def test_augment_adds_faithful_copies(digits):
+    X, y = digits
+    Xa, ya = training.augment(X[:50], y[:50], 3, seed=7)
+    assert Xa.shape == (200, 64) and list(ya[:50]) == list(y[:50])
+    np.testing.assert_array_equal(Xa[:50], X[:50])
+    np.testing.assert_array_equal(ya[50:], np.repeat(y[:50], 3))
+    copies = Xa[50:]
+    assert copies.min() >= 0 and copies.max() <= 16
+    assert np.all(copies == np.rint(copies))
+    # small distortions: a copy stays nearer its own original than other digits' images
+    orig = np.repeat(X[:50], 3, axis=0)
+    own = np.abs(copies - orig).sum(axis=1)
+    others = np.array(
+        [
+            np.abs(X[:50][y[:50] != label] - c).sum(axis=1).mean()
+            for c, label in zip(copies, ya[50:])
+        ]
+    )
+    assert (own < others).mean() >= 0.9
+    assert not np.array_equal(copies, orig)
+    # reproducible with the seed, different with another
+    np.testing.assert_array_equal(Xa, training.augment(X[:50], y[:50], 3, seed=7)[0])
+    assert not np.array_equal(Xa, training.augment(X[:50], y[:50], 3, seed=8)[0])
+
+
+def test_augment_zero_copies_is_identity(digits):
+    X, y = digits
+    Xa, ya = training.augment(X, y, 0, seed=1)
+    assert Xa is X and ya is y
+
+
+def test_grid_recipes_cover_the_grid():
+    recipes = training.grid_recipes(
+        training.Recipe(augment=2), {"alpha": [1, 2], "hidden_layers": [(3,), (4,)]}
+    )
+    assert len(recipes) == 4
+    assert {(r.alpha, r.hidden_layers) for r in recipes} == {
+        (1, (3,)),
+        (1, (4,)),
+        (2, (3,)),
+        (2, (4,)),
+    }
+    assert all(r.augment == 2 for r in recipes)
+
+
+def test_train_records_its_figures():
+    progress = []
+    result = training.train(
+        training.Recipe(hidden_layers=(16,), max_iter=20, augment=1),
+        folds=2,
+        n_jobs=1,
+        progress=lambda *a: progress.append(a),
+    )
+    meta = result.model.metadata
+    assert meta["cv"]["folds"] == 2 and len(meta["cv"]["scores"]) == 2
+    assert meta["test_accuracy"] == result.test_accuracy > 0.8
+    assert meta["recipe"]["hidden_layers"] == [16]
+    assert meta["split"]["seed"] == training.SPLIT_SEED
+    assert ("cross-validate", 2, 2) in progress and ("fit", 1, 1) in progress
+
+
+@pytest.mark.slow
+def test_default_recipe_reaches_98_percent_on_the_test_split():
+    result = training.train(training.Recipe(), folds=2)
+    assert result.test_accuracy >= 0.98
+    assert np.mean(result.cv_scores) >= 0.97
