@@ -30,7 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    exe = shutil.which("digitcli", path=str(Path(sys.executable).parent)) or shutil.which("digitcli")
+    exe = shutil.which("digitcli", path=str(Path(sys.executable).parent)) or shutil.which(
+        "digitcli"
+    )
     if not exe:
         sys.exit("digitcli is not installed next to this python")
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,8 +2,12 @@
 
 UCI's optdigits (scikit-learn's Digits) were made by NIST's normalisation: the ink is cropped
 to its bounding box, stretched to 20x32 pixels (aspect not kept), centred in a 32x32 binary
-bitmap, and each 4x4 block's on-pixels are counted, giving 8x8 values in 0..16. Each step is a
-small pure function here; :func:`features_from_path` chains them.
+bitmap, its stroke width normalised by on-pixel count, its slant removed by a shear, and each
+4x4 block's on-pixels counted, giving 8x8 values in 0..16.
+
+Real files need more before that: EXIF orientation, transparency, either polarity, shadows
+and tinted paper (:func:`flatten_background`), dust (:func:`remove_specks`). Each step is a
+small pure function here; :func:`bitmap_from_image` and :func:`features_from_path` chain them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ MAX_PIXELS = 64_000_000
 #: Images are reduced so that their longest side is at most this before the conversion.
 WORK_SIZE = 512
 #: Ink contrast (0..1) below which an image counts as blank.
-MIN_CONTRAST = 0.15
+MIN_CONTRAST = 0.1
+#: Strokes are at least this fraction of the strongest ink.
+MIN_INK_FRACTION = 0.15
+#: NIST's box: glyphs are stretched to this height and (at most) this width.
+BOX_HEIGHT, BOX_WIDTH = 32, 20
+#: When a glyph is reduced to the box, a pixel is on if at least this fraction of it is ink.
+REDUCE_COVER = 0.25
+#: A narrow glyph is widened to at most this many times its own width-to-height ratio.
+MAX_WIDEN = 1.5
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -56,8 +68,10 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
             if n == 0:
                 raise ImageError("empty image: 0 pixels")
             scale = max(src.size) / WORK_SIZE
-            if scale > 1 and src.format == "JPEG":
-                src.draft(src.mode, (int(src.width / scale) + 1, int(src.height / scale) + 1))
+            if scale > 1:
+                # JPEG (and MPO) decode straight at a reduced scale; other formats ignore this.
+                mode = "L" if src.mode in ("L", "RGB") else src.mode
+                src.draft(mode, (int(src.width / scale) + 1, int(src.height / scale) + 1))
             src.load()
             img = ImageOps.exif_transpose(src)
         if max(img.size) > WORK_SIZE:
@@ -139,100 +153,341 @@ def ink_strength(gray: np.ndarray, invert: bool | None = None) -> np.ndarray:
     return gray if invert else 1.0 - gray
 
 
-def otsu_threshold(values: np.ndarray) -> float:
+def _rank_filter(a: np.ndarray, size: int, op: np.ufunc) -> np.ndarray:
+    """Separable min or max filter (``op`` = ``np.minimum`` / ``np.maximum``), edges repeated."""
+    r = size // 2
+    h, w = a.shape
+    p = np.pad(a, r, mode="edge")
+    rows = p[:, :w].copy()
+    for i in range(1, size):
+        op(rows, p[:, i : i + w], out=rows)
+    out = rows[:h].copy()
+    for i in range(1, size):
+        op(out, rows[i : i + h], out=out)
+    return out
+
+
+def flatten_background(ink: np.ndarray, work: int = 64) -> np.ndarray:
+    """Remove slowly varying ground (shadows, uneven light, tinted paper) from an ink map.
+
+    The ground's ink level is estimated on a copy at most `work` pixels wide by a grey-level
+    opening (min then max filters wider than a pen stroke), smoothed, enlarged back and
+    subtracted.
+
+    Parameters
+    ----------
+    ink : numpy.ndarray
+        Ink strength 0..1.
+    work : int
+        Longest side of the copy the ground is estimated on.
+
+    Returns
+    -------
+    numpy.ndarray
+        Ink above the local ground, 0..1.
+    """
+    h, w = ink.shape
+    scale = work / max(h, w)
+    small = ink.astype(np.float32)
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.asarray(Image.fromarray(small, mode="F").resize(size, Image.Resampling.BOX))
+    # Windows of 5 pixels at the work size; smaller images use proportionally smaller ones.
+    k = 5 if scale <= 1.0 else max(3, int(5 / scale) | 1)
+    ground = _rank_filter(small, k, np.minimum)
+    ground = _rank_filter(_rank_filter(ground, k, np.minimum), k, np.maximum)
+    for _ in range(2):  # two box means: a smooth ground, like a Gaussian blur
+        ground = _rank_filter(ground, k, np.add) / (k * k)
+    if scale < 1.0:
+        ground = np.asarray(
+            Image.fromarray(ground, mode="F").resize((w, h), Image.Resampling.BILINEAR)
+        )
+    return np.clip(ink - ground, 0.0, 1.0)
+
+
+def _histogram(values: np.ndarray) -> np.ndarray:
+    """256-bin histogram of values in 0..1."""
+    bins = np.clip((values.ravel() * 255.0 + 0.5).astype(np.intp), 0, 255)
+    return np.bincount(bins, minlength=256).astype(np.float64)
+
+
+def otsu_threshold(values: np.ndarray, hist: np.ndarray | None = None) -> float:
     """Otsu's threshold of values in 0..1 (maximises the between-class variance).
 
     Parameters
     ----------
     values : numpy.ndarray
         Any shape, values in 0..1.
+    hist : numpy.ndarray or None
+        Their 256-bin histogram, if already made.
 
     Returns
     -------
     float
         The threshold; values above it are one class.
     """
-    hist, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
-    p = hist.astype(np.float64)
+    p = _histogram(values) if hist is None else hist
+    levels = np.arange(256) / 255.0
     w0 = np.cumsum(p)
     w1 = w0[-1] - w0
-    centres = (edges[:-1] + edges[1:]) / 2
-    m0 = np.cumsum(p * centres)
+    m0 = np.cumsum(p * levels)
     mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
     mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
     between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(edges[int(np.argmax(between)) + 1])
+    return float((int(np.argmax(between)) + 0.5) / 255.0)
 
 
-def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Binary ink mask by Otsu's threshold.
+def ink_threshold(ink: np.ndarray) -> float:
+    """The ink level that separates strokes from ground.
+
+    Otsu's threshold, but never below :data:`MIN_INK_FRACTION` of the strongest ink (the
+    99.9th percentile), so faint noise on an almost empty page does not become strokes.
 
     Parameters
     ----------
     ink : numpy.ndarray
-        Ink strength 0..1.
+        Ink strength 0..1 (after :func:`flatten_background`).
 
     Returns
     -------
-    numpy.ndarray
-        bool, same shape.
+    float
 
     Raises
     ------
     ImageError
-        ``no digit found`` when the image has no contrast or no ink.
+        ``no digit found`` when the strongest ink is below :data:`MIN_CONTRAST`.
     """
-    lo, hi = np.percentile(ink, [1, 99.9])
-    if hi - lo < MIN_CONTRAST:
+    hist = _histogram(ink)
+    above = np.cumsum(hist[::-1])[::-1]  # pixels at or above each level
+    strongest = float(np.flatnonzero(above >= 0.001 * hist.sum())[-1]) / 255.0
+    if strongest < MIN_CONTRAST:
         raise ImageError("no digit found")
-    mask = ink > max(otsu_threshold(ink), lo + MIN_CONTRAST / 2)
-    if not mask.any():
-        raise ImageError("no digit found")
-    return mask
+    return max(otsu_threshold(ink, hist), MIN_INK_FRACTION * strongest)
 
 
-def crop_to_ink(mask: np.ndarray) -> np.ndarray:
-    """Crop a mask to the bounding box of its on-pixels.
+def components(mask: np.ndarray) -> list[tuple[int, list[tuple[int, int, int]]]]:
+    """8-connected components of a mask, by union-find over horizontal runs.
 
     Parameters
     ----------
     mask : numpy.ndarray
-        bool array with at least one on-pixel.
+        bool, 2-D.
+
+    Returns
+    -------
+    list of (area, runs)
+        One entry per component; ``runs`` are ``(row, first column, last column)``.
+    """
+    parent: list[int] = []
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    run_rows, run_starts = np.nonzero(edges == 1)
+    run_ends = np.nonzero(edges == -1)[1] - 1  # same row-major order as the starts
+    runs: list[tuple[int, int, int, int]] = []
+    previous: list[tuple[int, int, int]] = []
+    current: list[tuple[int, int, int]] = []
+    row = -2
+    for r, start, end in zip(run_rows.tolist(), run_starts.tolist(), run_ends.tolist()):
+        if r != row:
+            previous = current if r == row + 1 else []
+            current = []
+            row = r
+        rid = len(parent)
+        parent.append(rid)
+        for p_start, p_end, pid in previous:
+            if p_start <= end + 1 and p_end >= start - 1:
+                a, b = find(rid), find(pid)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        current.append((start, end, rid))
+        runs.append((r, start, end, rid))
+    grouped: dict[int, tuple[int, list[tuple[int, int, int]]]] = {}
+    for r, start, end, rid in runs:
+        area, members = grouped.setdefault(find(rid), (0, []))
+        members.append((r, start, end))
+        grouped[find(rid)] = (area + end - start + 1, members)
+    return list(grouped.values())
+
+
+def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
+    """Keep the pieces of ink that belong to the digit.
+
+    Pieces smaller than `min_fraction` of the largest are dust. Pieces touching the image's
+    edge (a table edge, the shadow of the phone, the border of a scan) are dropped too, when
+    pieces clear of the edge hold at least a quarter as much ink: then they are the digit.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        bool ink mask.
+    min_fraction : float
+        Pieces below this fraction of the largest kept piece's area are dust.
 
     Returns
     -------
     numpy.ndarray
-        The cropped mask.
+        The cleaned mask.
+    """
+    pieces = components(mask)
+    if len(pieces) <= 1:
+        return mask
+    h, w = mask.shape
+
+    def touches_edge(runs: list[tuple[int, int, int]]) -> bool:
+        return any(r in (0, h - 1) or start == 0 or end == w - 1 for r, start, end in runs)
+
+    inner = [(area, runs) for area, runs in pieces if not touches_edge(runs)]
+    inner_ink = sum(area for area, _ in inner)
+    if inner and inner_ink >= 0.25 * (mask.sum() - inner_ink):
+        pieces = inner
+    largest = max(area for area, _ in pieces)
+    out = np.zeros_like(mask)
+    for area, runs in pieces:
+        if area >= min_fraction * largest:
+            for r, start, end in runs:
+                out[r, start : end + 1] = True
+    return out
+
+
+def ink_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box ``(top, bottom, left, right)`` (end-exclusive) of a mask's on-pixels.
+
+    Raises
+    ------
+    ImageError
+        ``no digit found`` if the mask is empty.
     """
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         raise ImageError("no digit found")
-    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def normalise_bitmap(glyph: np.ndarray, width: int = 20, height: int = 32) -> np.ndarray:
-    """Stretch a cropped glyph to `width` x `height` and centre it in a 32x32 bitmap.
+def glyph_width(height: int, width: int) -> int:
+    """Width in the 32x32 bitmap of a glyph whose ink box is `height` x `width`.
+
+    NIST stretches every glyph to 20 pixels wide, but Digits' 1s are not 20-pixel slabs: a
+    narrow glyph keeps at most :data:`MAX_WIDEN` times its own proportions.
+    """
+    return int(min(BOX_WIDTH, max(1, round(BOX_HEIGHT * width / height * MAX_WIDEN))))
+
+
+def normalise_bitmap(ink: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
+    """Stretch the ink in `mask`'s box to the 20x32 box and centre it in a 32x32 bitmap.
+
+    A glyph shorter than 32 pixels is enlarged from its grey levels (smooth edges); a larger
+    one is reduced from its mask by area, a pixel being on when at least :data:`REDUCE_COVER`
+    of it is ink, so that thin pen strokes survive (:func:`normalise_strokes` then evens
+    the stroke width).
 
     Parameters
     ----------
-    glyph : numpy.ndarray
-        Cropped bool mask.
-    width, height : int
-        Target box (NIST: 20 x 32; the aspect ratio is not kept).
+    ink : numpy.ndarray
+        Ink strength.
+    mask : numpy.ndarray
+        bool ink mask (cleaned), same shape.
+    threshold : float
+        The ink level of :func:`ink_threshold`.
 
     Returns
     -------
     numpy.ndarray
-        bool array of shape ``(32, 32)``.
+        bool ``(32, 32)``: ink in the top and bottom rows, horizontally centred.
     """
-    img = Image.fromarray(glyph.astype(np.float32), mode="F")
-    box = np.asarray(img.resize((width, height), Image.Resampling.BOX)) >= 0.5
+    top, bottom, left, right = ink_box(mask)
+    width = glyph_width(bottom - top, right - left)
+    crop = mask[top:bottom, left:right]
+    if bottom - top < BOX_HEIGHT:
+        levels = np.where(crop, ink[top:bottom, left:right] / threshold, 0.0)
+        resample, cut = Image.Resampling.BILINEAR, 1.0
+    else:
+        levels, resample, cut = crop.astype(np.float32), Image.Resampling.BOX, REDUCE_COVER
+    img = Image.fromarray(levels.astype(np.float32), mode="F").resize((width, BOX_HEIGHT), resample)
     out = np.zeros((32, 32), dtype=bool)
-    left = (32 - width) // 2
-    top = (32 - height) // 2
-    out[top : top + height, left : left + width] = box
+    x0 = (32 - width) // 2
+    out[:, x0 : x0 + width] = np.asarray(img) >= cut
     return out
+
+
+def _erode(b: np.ndarray) -> np.ndarray:
+    out = b.copy()
+    out[1:] &= b[:-1]
+    out[:-1] &= b[1:]
+    out[:, 1:] &= b[:, :-1]
+    out[:, :-1] &= b[:, 1:]
+    return out
+
+
+def _dilate(b: np.ndarray) -> np.ndarray:
+    out = b.copy()
+    out[1:] |= b[:-1]
+    out[:-1] |= b[1:]
+    out[:, 1:] |= b[:, :-1]
+    out[:, :-1] |= b[:, 1:]
+    return out
+
+
+def normalise_strokes(bitmap: np.ndarray) -> np.ndarray:
+    """NIST's stroke-width normalisation by on-pixel count (4-neighbour erode/dilate).
+
+    More than 560 on-pixels: erode twice; 413-560: once; 256-412: as is; 108-255: dilate
+    once; fewer than 108: dilate twice.
+
+    Parameters
+    ----------
+    bitmap : numpy.ndarray
+        bool ``(32, 32)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``(32, 32)``.
+    """
+    n = int(bitmap.sum())
+    if n > 560:
+        return _erode(_erode(bitmap))
+    if n > 412:
+        return _erode(bitmap)
+    if n < 108:
+        return _dilate(_dilate(bitmap))
+    if n < 256:
+        return _dilate(bitmap)
+    return bitmap
+
+
+def remove_slant(bitmap: np.ndarray) -> np.ndarray:
+    """Shear rows so the left edges of the top and bottom inked rows line up (NIST deslant).
+
+    Parameters
+    ----------
+    bitmap : numpy.ndarray
+        bool ``(32, 32)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``(32, 32)``; ink shifted past the sides is cut off.
+    """
+    rows = np.flatnonzero(bitmap.any(axis=1))
+    if rows.size < 2:
+        return bitmap
+    top, bottom = int(rows[0]), int(rows[-1])
+    slope = (np.flatnonzero(bitmap[bottom])[0] - np.flatnonzero(bitmap[top])[0]) / (bottom - top)
+    n_rows, n_cols = bitmap.shape
+    shifts = np.rint(slope * (np.arange(n_rows) - (top + bottom) / 2)).astype(np.intp)
+    source = np.arange(n_cols)[None, :] + shifts[:, None]  # row y moves left by shifts[y]
+    inside = (source >= 0) & (source < n_cols)
+    picked = bitmap[np.arange(n_rows)[:, None], np.clip(source, 0, n_cols - 1)]
+    return picked & inside
 
 
 def block_counts(bitmap: np.ndarray) -> np.ndarray:
@@ -251,6 +506,33 @@ def block_counts(bitmap: np.ndarray) -> np.ndarray:
     return bitmap.reshape(8, 4, 8, 4).sum(axis=(1, 3))
 
 
+def bitmap_from_image(img: Image.Image, invert: bool | None = None) -> np.ndarray:
+    """The normalised 32x32 bitmap of a decoded image (every step before the counting).
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+        The image.
+    invert : bool or None
+        Polarity, see :func:`ink_strength`.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``(32, 32)``.
+
+    Raises
+    ------
+    ImageError
+        ``no digit found`` for a blank image.
+    """
+    ink = flatten_background(ink_strength(to_gray(img), invert))
+    threshold = ink_threshold(ink)
+    mask = remove_specks(ink > threshold)
+    bitmap = normalise_bitmap(ink, mask, threshold)
+    return remove_slant(normalise_strokes(bitmap))
+
+
 def features_from_image(img: Image.Image, invert: bool | None = None) -> np.ndarray:
     """Digits features of a decoded image.
 
@@ -266,9 +548,7 @@ def features_from_image(img: Image.Image, invert: bool | None = None) -> np.ndar
     numpy.ndarray
         float64 array of shape ``(64,)``, values 0..16.
     """
-    ink = ink_strength(to_gray(img), invert)
-    bitmap = normalise_bitmap(crop_to_ink(ink_mask(ink)))
-    return block_counts(bitmap).reshape(64).astype(np.float64)
+    return block_counts(bitmap_from_image(img, invert)).reshape(64).astype(np.float64)
 
 
 def features_from_path(path: str | os.PathLike[str], invert: bool | None = None) -> np.ndarray:
