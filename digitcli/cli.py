@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
+import numpy as np
 
 from digitcli import model as model_io
 from digitcli.errors import DigitcliError
@@ -87,6 +88,7 @@ def cli() -> None:
     \b
     Examples:
       digitcli classify scans/ -o predictions.csv
+      digitcli show photo.jpg
       digitcli eval
       digitcli train --out my-model.npz
     """
@@ -178,12 +180,19 @@ def _open_output(output: str) -> Iterator[Any]:
     help="Evaluate on a labelled image folder laid out as DIR/<digit>/<file>.",
 )
 @_invert_option
+@click.option(
+    "--errors",
+    "errors_png",
+    type=click.Path(dir_okay=False, writable=True),
+    help="With --images: write a contact sheet of the misread images to this PNG.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def evaluate(
     model_path: str | None,
     data: str | None,
     images: str | None,
     invert: bool | None,
+    errors_png: str | None,
     as_json: bool,
 ) -> None:
     """Measure a model: accuracy, precision/recall/F1 per digit, confusion matrix.
@@ -195,20 +204,24 @@ def evaluate(
       digitcli eval
       digitcli eval --json
       digitcli eval --data optdigits.tes
-      digitcli eval --images sample_images
+      digitcli eval --images sample_images --errors misread.png
     """
     from digitcli.evaluation import compute_metrics, load_optdigits_csv
 
     if data and images:
         raise click.UsageError("use --data or --images, not both")
+    if errors_png and not images:
+        raise click.UsageError("--errors needs --images")
     model = _load_model(model_path)
     if images:
         from digitcli.batch import evaluate_folder
 
         source = f"images in {images}"
-        y_true, y_pred, _ = evaluate_folder(images, model, invert)
+        y_true, y_pred, results = evaluate_folder(images, model, invert)
         if not len(y_true):
             raise click.ClickException(f"no images found in {images}")
+        if errors_png:
+            _write_error_sheet(errors_png, results, y_true, y_pred, invert)
     else:
         if data:
             source = f"optdigits CSV {data}"
@@ -249,6 +262,85 @@ def evaluate(
     console = Console()
     for table in render_metrics(metrics, source, notes):
         console.print(table)
+
+
+def _write_error_sheet(
+    path: str, results: list[Any], y_true: Any, y_pred: Any, invert: bool | None
+) -> None:
+    from digitcli.errors import ImageError
+    from digitcli.evaluation import error_sheet
+    from digitcli.imaging import features_from_path
+
+    entries = []
+    for result, truth, predicted in zip(results, y_true, y_pred):
+        if truth != predicted:
+            try:
+                grid = features_from_path(result.path, invert).reshape(8, 8)
+            except ImageError:
+                grid = None
+            entries.append((result.path, int(truth), int(predicted), grid))
+    try:
+        error_sheet(entries, path)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+    click.echo(f"{len(entries)} misread images drawn in {path}", err=True)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@_model_option
+@_invert_option
+@click.option(
+    "--save",
+    "save_dir",
+    type=click.Path(file_okay=False, writable=True),
+    help="Also write each image's normalised 32x32 bitmap and 8x8 grid as PNGs here.",
+)
+def show(
+    images: tuple[str, ...], model_path: str | None, invert: bool | None, save_dir: str | None
+) -> None:
+    """Show what the model sees: each image's 8x8 grid, prediction and top 3.
+
+    The grid is the image after the conversion (values 0..16, as in scikit-learn's
+    Digits); it tells why an image was read as it was.
+
+    \b
+    Examples:
+      digitcli show photo.jpg
+      digitcli show scans/*.png --save debug/
+    """
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from digitcli.errors import ImageError
+    from digitcli.evaluation import render_grid
+    from digitcli.imaging import bitmap_from_image, block_counts, open_image
+
+    model = _load_model(model_path)
+    console = Console()
+    failed = 0
+    for name in images:
+        try:
+            bitmap = bitmap_from_image(open_image(name), invert)
+        except ImageError as exc:
+            failed += 1
+            console.print(render_grid(name, np.zeros((8, 8)), None, str(exc)))
+            continue
+        grid = block_counts(bitmap)
+        console.print(render_grid(name, grid, model.predict_proba(grid.reshape(1, 64))[0]))
+        if save_dir:
+            from PIL import Image
+
+            out = Path(save_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            stem = Path(name).stem
+            big = Image.fromarray(np.where(bitmap, 0, 255).astype(np.uint8))
+            big.resize((256, 256), Image.Resampling.NEAREST).save(out / f"{stem}_32x32.png")
+            small = Image.fromarray((255 - grid * 255 // 16).astype(np.uint8))
+            small.resize((256, 256), Image.Resampling.NEAREST).save(out / f"{stem}_8x8.png")
+    if failed:
+        click.get_current_context().exit(1)
 
 
 @cli.command()

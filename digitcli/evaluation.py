@@ -193,3 +193,97 @@ def render_metrics(
         ]
         confusion.add_row(str(d), *cells)
     return [summary, per_class, confusion]
+
+
+def render_grid(
+    name: str, grid: np.ndarray, probabilities: np.ndarray | None, error: str = ""
+) -> RenderableType:
+    """A rich panel showing what the model sees: the 8x8 grid, the prediction, the top 3.
+
+    Parameters
+    ----------
+    name : str
+        The image's name (the panel's title).
+    grid : numpy.ndarray
+        ``(8, 8)`` values 0..16, or empty when the image could not be converted.
+    probabilities : numpy.ndarray or None
+        ``(10,)`` class probabilities.
+    error : str
+        Why the image could not be converted, if it could not.
+
+    Returns
+    -------
+    rich renderable
+    """
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    if error or probabilities is None:
+        return Panel(
+            Text(f"error: {error}", style="red"), title=name, title_align="left", expand=False
+        )
+    cells = Table.grid(padding=0)
+    for _ in range(8):
+        cells.add_column(justify="right", width=3)
+    for row in grid.astype(int):
+        cells.add_row(
+            *(
+                Text(f"{v:>3}", style=f"black on grey{min(100, 35 + round(v * 65 / 16))}")
+                if v
+                else Text("  .", style="grey50")
+                for v in row
+            )
+        )
+    order = np.argsort(probabilities)[::-1][:3]
+    best = int(order[0])
+    side = Text()
+    side.append(f"digit {best}\n", style="bold")
+    side.append(f"confidence {probabilities[best]:.4f}\n\n")
+    for d in order:
+        bar = "#" * round(float(probabilities[d]) * 20)
+        side.append(f"{int(d)}  {probabilities[d]:.4f} {bar}\n")
+    layout = Table.grid(padding=(0, 3))
+    layout.add_row(cells, side)
+    return Panel(layout, title=name, title_align="left", expand=False)
+
+
+def error_sheet(
+    entries: list[tuple[str, int, int, np.ndarray | None]], path: str | os.PathLike[str]
+) -> None:
+    """Write a contact sheet of misread images: original, 8x8 grid, true and predicted digit.
+
+    Parameters
+    ----------
+    entries : list of (image path, true digit, predicted digit or -1, 8x8 grid or None)
+        The misread images.
+    path : path-like
+        The PNG to write.
+    """
+    from PIL import Image, ImageDraw, ImageOps
+
+    from digitcli.errors import ImageError
+    from digitcli.imaging import open_image
+
+    cell, cols = 72, 4
+    width = cell * 2 + 8
+    rows = max(1, (len(entries) + cols - 1) // cols)
+    sheet = Image.new("RGB", (cols * (width + 12), rows * (cell + 22)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (image_path, truth, predicted, grid) in enumerate(entries):
+        x, y = (i % cols) * (width + 12), (i // cols) * (cell + 22)
+        try:
+            original = ImageOps.pad(
+                open_image(image_path).convert("RGB"), (cell, cell), color="white"
+            )
+        except ImageError:
+            original = Image.new("RGB", (cell, cell), "lightgrey")
+        sheet.paste(original, (x, y))
+        if grid is not None:
+            g = Image.fromarray(np.clip(255 - grid * 255 / 16, 0, 255).astype(np.uint8))
+            sheet.paste(
+                g.resize((cell, cell), Image.Resampling.NEAREST).convert("RGB"), (x + cell + 8, y)
+            )
+        said = "none" if predicted < 0 else str(predicted)
+        draw.text((x, y + cell + 4), f"true {truth}  read {said}", fill="black")
+    sheet.save(path)

@@ -13,7 +13,7 @@ import pytest
 from digitcli import model as model_io
 from digitcli.cli import cli
 
-COMMANDS = [[], ["classify"], ["eval"], ["train"]]
+COMMANDS = [[], ["classify"], ["show"], ["eval"], ["train"]]
 
 
 def rows_of(text: str) -> list[dict[str, str]]:
@@ -270,3 +270,58 @@ def test_python_dash_m(tmp_path, make_digit):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("path,digit,confidence,error")
+
+
+def test_show_prints_grid_and_top3_and_saves(runner, tmp_path, make_digit):
+    image = make_digit(5, "five.png")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "debug"
+    result = runner.invoke(cli, ["show", str(image), str(bad), "--save", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "five.png" in result.stdout and "confidence" in result.stdout
+    assert "cannot identify image file" in result.stdout
+    assert "Traceback" not in result.output
+    from PIL import Image
+
+    with Image.open(out / "five_32x32.png") as big, Image.open(out / "five_8x8.png") as small:
+        assert big.size == small.size == (256, 256)
+    from digitcli.imaging import features_from_path
+
+    grid = features_from_path(image).reshape(8, 8).astype(int)
+    first_row = " ".join(f"{v:>2}" if v else " ." for v in grid[0])
+    assert first_row.split() == result.stdout.splitlines()[1].strip("│ ").split()[:8]
+
+
+def test_eval_errors_sheet(runner, tmp_path, make_digit):
+    for d in range(10):
+        make_digit(d, f"set/{d}/x.png", seed=d)
+    (tmp_path / "set" / "3" / "bad.png").write_bytes(b"")
+    sheet = tmp_path / "errors.png"
+    result = runner.invoke(
+        cli, ["eval", "--images", str(tmp_path / "set"), "--errors", str(sheet), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    misread = round((1 - data["accuracy"]) * data["n"])
+    assert misread >= 1  # at least the broken file
+    assert f"{misread} misread images drawn" in result.stderr
+    from PIL import Image
+
+    with Image.open(sheet) as img:
+        assert img.width > 100 and img.height > 50
+
+
+def test_eval_errors_needs_images(runner, tmp_path):
+    result = runner.invoke(cli, ["eval", "--errors", str(tmp_path / "e.png")])
+    assert result.exit_code == 2 and "--errors needs --images" in result.stderr
+
+
+def test_classify_invert_option(runner, tmp_path, make_digit):
+    from PIL import Image
+
+    path = tmp_path / "white_on_black.png"
+    Image.eval(Image.open(make_digit(7)).convert("L"), lambda v: 255 - v).save(path)
+    auto = rows_of(runner.invoke(cli, ["classify", str(path)]).stdout)[0]
+    forced = rows_of(runner.invoke(cli, ["classify", str(path), "--invert"]).stdout)[0]
+    assert auto == forced

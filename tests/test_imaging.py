@@ -299,3 +299,81 @@ def test_conversion_statistics_match_load_digits(digits):
     assert col_means[0] < 0.5 and col_means[7] < 0.5
     on = X.sum(axis=1)
     assert ((on >= 256) & (on <= 412)).mean() >= 0.8, np.percentile(on, [5, 50, 95])
+
+
+def _photo(digit: int, seed: int, size=(900, 1200), digit_height=0.3, **kw) -> Image.Image:
+    """A digit on tinted paper with a shadow, JPEG-like noise and dust: a phone photo."""
+    img = render_digit(
+        digit,
+        seed=seed,
+        size=size,
+        digit_height=digit_height,
+        ink=(40, 40, 90),
+        paper=(225, 215, 170),
+        **kw,
+    )
+    a = np.asarray(img, dtype=np.float32)
+    h, w = a.shape[:2]
+    shadow = np.clip(np.linspace(0.55, 1.1, w)[None, :] * np.linspace(1.05, 0.8, h)[:, None], 0, 1)
+    a = a * shadow[..., None]
+    rng = np.random.default_rng(seed)
+    a += rng.normal(0, 6, a.shape)
+    for y, x in rng.integers(0, min(h, w), size=(12, 2)):  # dust specks
+        a[y : y + 2, x : x + 2] = 60
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("digit", range(10))
+def test_photo_conditions_give_the_clean_reading(tmp_path, shipped_model, digit):
+    clean = _features(render_digit(digit, seed=digit, size=(300, 400), digit_height=0.9))
+    path = tmp_path / "photo.jpg"
+    _photo(digit, seed=digit).save(path, quality=70)
+    photo = imaging.features_from_path(path)
+    assert np.abs(photo - clean).sum() < 200, photo.reshape(8, 8)
+    assert shipped_model.predict(photo)[0][0] == shipped_model.predict(clean)[0][0]
+
+
+def test_thin_pen_on_a_big_scan_survives(tmp_path):
+    img = render_digit(4, seed=2, size=(1600, 2000), stroke=0.01, digit_height=0.6)
+    f = _features(img)
+    assert f.sum() >= 200  # the strokes are there, normalised to Digits' thickness
+
+
+def test_animated_gif_uses_the_first_frame(tmp_path):
+    first = render_digit(0, seed=1, size=(64, 64)).convert("L")
+    second = render_digit(1, seed=1, size=(64, 64)).convert("L")
+    path = tmp_path / "anim.gif"
+    first.save(path, save_all=True, append_images=[second], duration=100, loop=0)
+    np.testing.assert_array_equal(imaging.features_from_path(path), _features(first))
+
+
+def test_sixteen_bit_png_file(tmp_path):
+    a = np.asarray(BASE.convert("L"), dtype=np.uint16) * 257
+    path = tmp_path / "deep.png"
+    Image.fromarray(a).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")
+    assert np.abs(imaging.features_from_path(path) - _features(BASE)).sum() <= 64
+
+
+def test_cmyk_jpeg_and_palette_transparency_files(tmp_path):
+    cmyk = tmp_path / "cmyk.jpg"
+    BASE.convert("CMYK").save(cmyk, quality=95)
+    assert np.abs(imaging.features_from_path(cmyk) - _features(BASE)).sum() <= 96
+    # palette image whose paper is the transparent colour
+    pal = BASE.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    paper = pal.getpixel((0, 0))
+    path = tmp_path / "pal.png"
+    pal.save(path, transparency=paper)
+    assert np.abs(imaging.features_from_path(path) - _features(BASE)).sum() <= 96
+
+
+def test_forced_polarity():
+    inverted = Image.eval(BASE.convert("L"), lambda v: 255 - v)
+    auto = _features(inverted)
+    np.testing.assert_array_equal(_features(inverted, invert=True), auto)
+    try:
+        wrong = _features(inverted, invert=False)  # read as dark ink on light paper
+    except ImageError:
+        return  # refusing it is right too
+    assert np.abs(wrong - auto).sum() > 100
