@@ -10,13 +10,13 @@ import datetime as _dt
 import itertools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from digitcli import __version__
+from digitcli import __version__, imaging
 from digitcli.model import Layer, Model
 
 #: The held-out part of Digits, never used for fitting or for choosing settings.
@@ -42,17 +42,23 @@ class Recipe:
         Maximum number of epochs of Adam.
     augment : int
         Distorted copies added per training image (0 = none).
+    ensemble : int
+        Networks trained with different seeds (and different distorted copies), whose
+        probabilities are averaged.
     """
 
-    hidden_layers: tuple[int, ...] = (512,)
+    hidden_layers: tuple[int, ...] = (256,)
     alpha: float = 1e-2
     max_iter: int = 300
     augment: int = 4
+    ensemble: int = 5
 
     def describe(self) -> str:
-        """One-line summary, e.g. ``layers=256 alpha=0.001 augment=4``."""
+        """One-line summary, e.g. ``layers=256 alpha=0.001 augment=4 ensemble=1``."""
         layers = ",".join(str(n) for n in self.hidden_layers)
-        return f"layers={layers} alpha={self.alpha:g} augment={self.augment}"
+        return (
+            f"layers={layers} alpha={self.alpha:g} augment={self.augment} ensemble={self.ensemble}"
+        )
 
 
 #: What ``--search`` tries (each with the recipe's ``max_iter`` and ``augment``).
@@ -110,10 +116,13 @@ def split_indices(y: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np
 
 
 def augment(X: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Add `copies` randomly distorted versions of each image.
+    """Add `copies` randomly distorted versions of each image, made the way real ones are.
 
-    Each 8x8 image is upsampled to the 32x32 grid it was counted from, given a small random
-    rotation, shear, scaling and shift there, and counted back into 4x4 blocks (0..16).
+    Each 8x8 image is enlarged to the 32x32 grid it was counted from, distorted there (a
+    random rotation, shear and scaling, and a smooth elastic warp), cut at a random ink level
+    (thinner or thicker strokes), and then put through the same NIST steps as a real image
+    (:mod:`digitcli.imaging`: crop, 20x32 stretch, stroke-width normalisation, deslant, 4x4
+    counts). The copies therefore vary only in ways that survive the conversion.
 
     Parameters
     ----------
@@ -129,39 +138,72 @@ def augment(X: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.nd
     Returns
     -------
     X_aug, y_aug : numpy.ndarray
-        The originals followed by their copies.
+        The originals followed by their copies (copy ``j`` of image ``i`` at
+        ``n + i * copies + j``).
     """
     if copies <= 0:
         return X, y
     rng = np.random.default_rng(seed)
     out = np.empty((len(X) * copies, 64))
-    k = 0
-    for row in X:
-        big = Image.fromarray((row.reshape(8, 8) / 16).astype(np.float32), mode="F")
-        big = big.resize((32, 32), Image.Resampling.BILINEAR)
-        for _ in range(copies):
-            coeffs = _random_affine(rng)
-            moved = big.transform(
-                (32, 32), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
-            )
-            counts = np.asarray(moved).reshape(8, 4, 8, 4).mean(axis=(1, 3)) * 16
-            out[k] = np.clip(np.rint(counts), 0, 16).reshape(64)
-            k += 1
+    for i, row in enumerate(X):
+        for j in range(copies):
+            out[i * copies + j] = _distorted(row, rng)
     return np.vstack([X, out]), np.concatenate([y, np.repeat(y, copies)])
 
 
+_CANVAS = 48  # the 32x32 grid with room around it for the distortions
+
+
+def _distorted(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    grid = Image.fromarray((row.reshape(8, 8) / 16).astype(np.float32), mode="F")
+    canvas = Image.new("F", (_CANVAS, _CANVAS), 0.0)
+    canvas.paste(grid.resize((32, 32), Image.Resampling.BILINEAR), (8, 8))
+    moved = np.asarray(
+        canvas.transform(
+            canvas.size, Image.Transform.AFFINE, _random_affine(rng), Image.Resampling.BILINEAR
+        )
+    )
+    warped = _elastic(moved, rng, strength=3.0)
+    mask = imaging.remove_specks(warped >= rng.uniform(0.35, 0.65))
+    if not mask.any():
+        return row
+    bitmap = imaging.normalise_bitmap(warped, mask, 0.5)
+    bitmap = imaging.remove_slant(imaging.normalise_strokes(bitmap))
+    return imaging.block_counts(bitmap).reshape(64).astype(np.float64)
+
+
 def _random_affine(rng: np.random.Generator) -> tuple[float, ...]:
-    """Inverse affine map (output -> input pixel) about the 32x32 centre, for PIL."""
-    angle = np.radians(rng.uniform(-12, 12))
-    shear = rng.uniform(-0.25, 0.25)
-    scale_x, scale_y = rng.uniform(0.9, 1.1, size=2)
-    shift = rng.uniform(-1.5, 1.5, size=2)
+    """Inverse affine map (output -> input pixel) about the canvas centre, for PIL."""
+    angle = np.radians(rng.uniform(-15, 15))
+    shear = rng.uniform(-0.3, 0.3)
+    scale_x, scale_y = rng.uniform(0.8, 1.2, size=2)
     c, s = np.cos(angle), np.sin(angle)
     forward = np.array([[c, -s], [s, c]]) @ np.array([[scale_x, shear], [0.0, scale_y]])
     inv = np.linalg.inv(forward)
-    centre = np.array([16.0, 16.0])
-    offset = centre - inv @ centre + shift
+    centre = np.full(2, _CANVAS / 2)
+    offset = centre - inv @ centre
     return (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
+
+
+def _elastic(a: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Warp `a` by a smooth random displacement field of about `strength` pixels."""
+    n = a.shape[0]
+
+    def field() -> np.ndarray:
+        coarse = Image.fromarray(rng.uniform(-1, 1, (8, 8)).astype(np.float32), mode="F")
+        return np.asarray(coarse.resize((n, n), Image.Resampling.BICUBIC)) * strength
+
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    sx = np.clip(xx + field(), 0, n - 1.001)
+    sy = np.clip(yy + field(), 0, n - 1.001)
+    x0, y0 = sx.astype(np.intp), sy.astype(np.intp)
+    fx, fy = sx - x0, sy - y0
+    return (
+        a[y0, x0] * (1 - fx) * (1 - fy)
+        + a[y0, x0 + 1] * fx * (1 - fy)
+        + a[y0 + 1, x0] * (1 - fx) * fy
+        + a[y0 + 1, x0 + 1] * fx * fy
+    )
 
 
 def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tuple[Layer, ...]:
@@ -201,11 +243,48 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
     return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_))
 
 
+def fit_recipe(
+    X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, n_jobs: int = 1
+) -> list[tuple[Layer, ...]]:
+    """Fit every member of a recipe's ensemble on (augmented) training data.
+
+    Member ``k`` uses seed ``seed + k`` for its distorted copies and its weights.
+
+    Parameters
+    ----------
+    X, y : numpy.ndarray
+        Training features (0..16) and labels, not augmented.
+    recipe : Recipe
+        Settings.
+    seed : int
+        Base seed.
+    n_jobs : int
+        joblib workers over the members.
+
+    Returns
+    -------
+    list of tuple of (W, b)
+        One network per member.
+    """
+
+    def member(k: int) -> tuple[Layer, ...]:
+        Xa, ya = augment(X, y, recipe.augment, seed + k)
+        return fit_network(Xa, ya, recipe, seed + k)
+
+    if n_jobs == 1 or recipe.ensemble == 1:
+        return [member(k) for k in range(recipe.ensemble)]
+    from joblib import Parallel, delayed
+
+    return list(Parallel(n_jobs=n_jobs)(delayed(member)(k) for k in range(recipe.ensemble)))
+
+
 def make_model(
-    layers: tuple[Layer, ...], metadata: dict[str, Any], test_index: np.ndarray | None = None
+    members: list[tuple[Layer, ...]],
+    metadata: dict[str, Any],
+    test_index: np.ndarray | None = None,
 ) -> Model:
-    """Wrap fitted layers (trained on inputs / 16) as a :class:`Model`."""
-    return Model((layers,), np.zeros(64), np.full(64, 16.0), metadata, test_index)
+    """Wrap fitted networks (trained on inputs / 16) as a :class:`Model`."""
+    return Model(tuple(members), np.zeros(64), np.full(64, 16.0), metadata, test_index)
 
 
 def _fold_score(
@@ -217,8 +296,10 @@ def _fold_score(
     seed: int,
     key: Any,
 ) -> tuple[Any, float]:
-    Xa, ya = augment(X[train], y[train], recipe.augment, seed)
-    model = make_model(fit_network(Xa, ya, recipe, seed), {})
+    # One network per fold keeps cross-validation affordable; the ensemble averages several
+    # such networks and is scored on the held-out test split.
+    single = replace(recipe, ensemble=1)
+    model = make_model(fit_recipe(X[train], y[train], single, seed), {})
     digits, _ = model.predict(X[valid])
     return key, float((digits == y[valid]).mean())
 
@@ -318,11 +399,10 @@ def train(
 
     if progress:
         progress("fit", 0, 1)
-    Xa, ya = augment(Xtr, ytr, recipe.augment, seed)
-    layers = fit_network(Xa, ya, recipe, seed)
+    members = fit_recipe(Xtr, ytr, recipe, seed, n_jobs)
     if progress:
         progress("fit", 1, 1)
-    model = make_model(layers, {}, test_idx)
+    model = make_model(members, {}, test_idx)
     test_accuracy = float((model.predict(X[test_idx])[0] == y[test_idx]).mean())
     metadata = {
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -341,11 +421,16 @@ def train(
             "n_train": int(len(train_idx)),
             "n_test": int(len(test_idx)),
         },
-        "cv": {"folds": folds, "mean": float(np.mean(cv_scores)), "scores": cv_scores},
+        "cv": {
+            "folds": folds,
+            "networks_per_fold": 1,
+            "mean": float(np.mean(cv_scores)),
+            "scores": cv_scores,
+        },
         "test_accuracy": test_accuracy,
     }
     if table is not None:
         metadata["search"] = table
     return TrainResult(
-        make_model(layers, metadata, test_idx), recipe, cv_scores, test_accuracy, table
+        make_model(members, metadata, test_idx), recipe, cv_scores, test_accuracy, table
     )

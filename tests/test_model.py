@@ -20,7 +20,7 @@ def _tiny_model(seed: int = 0, hidden: int = 8, meta: dict | None = None) -> mod
         (rng.normal(size=(64, hidden)), rng.normal(size=hidden)),
         (rng.normal(size=(hidden, 10)), rng.normal(size=10)),
     )
-    return make_model(layers, meta or {"note": "tiny"}, np.arange(5))
+    return make_model([layers], meta or {"note": "tiny"}, np.arange(5))
 
 
 def test_forward_pass_equals_sklearn_predict_proba(digits):
@@ -31,7 +31,7 @@ def test_forward_pass_equals_sklearn_predict_proba(digits):
     clf = MLPClassifier(hidden_layer_sizes=(40, 20), max_iter=60, random_state=1)
     with pytest.warns(ConvergenceWarning):
         clf.fit(X / 16, y)
-    model = make_model(tuple(zip(clf.coefs_, clf.intercepts_)), {})
+    model = make_model([tuple(zip(clf.coefs_, clf.intercepts_))], {})
     expected = clf.predict_proba(X / 16)
     got = model.predict_proba(X)
     assert got.shape == (1797, 10)

@@ -82,3 +82,14 @@ def test_default_recipe_reaches_98_percent_on_the_test_split():
     result = training.train(training.Recipe(), folds=2)
     assert result.test_accuracy >= 0.98
     assert np.mean(result.cv_scores) >= 0.97
+
+
+def test_augmented_copies_look_converted(digits):
+    """Copies go through the NIST steps: ink in the top and bottom rows, counts 0..16."""
+    X, y = digits
+    Xa, _ = training.augment(X[:100], y[:100], 2, seed=3)
+    grids = Xa[100:].reshape(-1, 8, 8)
+    assert (grids[:, 0].sum(axis=1) > 0).mean() >= 0.95
+    assert (grids[:, 7].sum(axis=1) > 0).mean() >= 0.95
+    on = Xa[100:].sum(axis=1)
+    assert np.median(on) > 200
