@@ -6,11 +6,15 @@ row is written (and flushed) as soon as it and every row before it are done.
 
 from __future__ import annotations
 
+import collections
 import csv
+import glob
+import itertools
+import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -66,16 +70,18 @@ def is_image_name(name: str) -> bool:
 def iter_inputs(
     inputs: Iterable[str | os.PathLike[str]], stats: WalkStats | None = None
 ) -> Iterator[str]:
-    """Expand files and folders into image paths.
+    """Expand files, folders and glob patterns into image paths, lazily.
 
-    Folders are walked recursively in sorted order; inside them hidden entries and files
-    without an image extension are skipped (and counted in `stats`). Paths given directly
-    are yielded as they are, even if missing, so that they get an error row.
+    Folders are walked recursively in sorted order; inside them hidden entries, files without
+    an image extension, links to folders and unreadable folders are skipped (and counted in
+    `stats`). A path that does not exist but holds ``*``, ``?`` or ``[`` is expanded as a
+    glob pattern (``**`` recursive), sorted. Anything else is yielded as given, even if
+    missing, so that it gets an error row.
 
     Parameters
     ----------
     inputs : iterable of path-like
-        Files and folders.
+        Files, folders and patterns.
     stats : WalkStats or None
         Receives the count of skipped files.
 
@@ -89,7 +95,31 @@ def iter_inputs(
         path = os.fspath(item)
         if os.path.isdir(path):
             yield from _walk(path, stats)
+        elif not os.path.lexists(path) and glob.has_magic(path):
+            matches = sorted(glob.glob(path, recursive=True))
+            if not matches:
+                yield path
+            for match in matches:
+                yield from _walk(match, stats) if os.path.isdir(match) else [match]
         else:
+            yield path
+
+
+def read_path_list(stream: IO[str]) -> Iterator[str]:
+    """Paths from a ``--files-from`` stream, one per line; blank lines are skipped.
+
+    Parameters
+    ----------
+    stream : text stream
+        A file or standard input, read lazily.
+
+    Yields
+    ------
+    str
+    """
+    for line in stream:
+        path = line.rstrip("\r\n")
+        if path:
             yield path
 
 
@@ -136,11 +166,91 @@ def iter_labelled_images(root: str | os.PathLike[str]) -> Iterator[tuple[str, in
             yield path, d
 
 
+def convert_chunk(paths: list[str], invert: bool | None) -> list[tuple[np.ndarray | None, str]]:
+    """Convert several files (one joblib task): features or the error of each.
+
+    Parameters
+    ----------
+    paths : list of str
+        Image files.
+    invert : bool or None
+        Polarity for the conversion.
+
+    Returns
+    -------
+    list of (features or None, error)
+    """
+    out: list[tuple[np.ndarray | None, str]] = []
+    for path in paths:
+        try:
+            out.append((features_from_path(path, invert), ""))
+        except ImageError as exc:
+            out.append((None, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
+            out.append((None, f"cannot read image: {type(exc).__name__}: {exc}"))
+    return out
+
+
+def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(itertools.islice(paths, size)):
+        yield chunk
+
+
+def iter_features(
+    paths: Iterable[str], *, invert: bool | None = None, jobs: int = 1, chunk_size: int = 64
+) -> Iterator[tuple[str, np.ndarray | None, str]]:
+    """Convert files in input order, in parallel when there are many.
+
+    With ``jobs > 1`` and more than one chunk of files, chunks are converted by a joblib
+    process pool; results come back in order, and at most a few chunks are in flight, so
+    memory does not grow with the number of files.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        Image files (consumed lazily).
+    invert : bool or None
+        Polarity for the conversion.
+    jobs : int
+        Worker processes (1 = convert here).
+    chunk_size : int
+        Files per task.
+
+    Yields
+    ------
+    (path, features or None, error)
+    """
+    chunks = _chunks(iter(paths), chunk_size)
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None) if jobs > 1 else None
+    if second is None:
+        for chunk in itertools.chain([first], chunks):
+            yield from zip(chunk, *zip(*convert_chunk(chunk, invert)))
+        return
+    from joblib import Parallel, delayed
+
+    todo = itertools.chain([first, second], chunks)
+    sent: collections.deque[list[str]] = collections.deque()
+
+    def tasks() -> Iterator[Any]:
+        for chunk in todo:
+            sent.append(chunk)
+            yield delayed(convert_chunk)(chunk, invert)
+
+    runner = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")
+    for converted in runner(tasks()):
+        chunk = sent.popleft()
+        yield from zip(chunk, *zip(*converted))
+
+
 def classify_paths(
     paths: Iterable[str],
     model: Model,
     *,
     invert: bool | None = None,
+    jobs: int = 1,
     batch_size: int = 64,
 ) -> Iterator[Result]:
     """Classify image files in order, one :class:`Result` each; a bad file is an error row.
@@ -153,6 +263,8 @@ def classify_paths(
         The classifier.
     invert : bool or None
         Polarity for the conversion (``None`` = detect).
+    jobs : int
+        Worker processes for the conversion.
     batch_size : int
         How many images share one forward pass.
 
@@ -162,11 +274,8 @@ def classify_paths(
         In input order.
     """
     pending: list[tuple[str, np.ndarray | None, str]] = []
-    for path in paths:
-        try:
-            pending.append((path, features_from_path(path, invert), ""))
-        except ImageError as exc:
-            pending.append((path, None, str(exc)))
+    for item in iter_features(paths, invert=invert, jobs=jobs, chunk_size=batch_size):
+        pending.append(item)
         if len(pending) >= batch_size:
             yield from _predict_pending(pending, model)
             pending = []
@@ -223,6 +332,38 @@ class CsvWriter:
         self.stream.flush()
 
 
+class JsonlWriter:
+    """Write :class:`Result` rows as JSON lines, flushing after each.
+
+    Keys: ``path``, ``digit`` (null when failed), ``confidence``, ``error`` and, with
+    `probabilities`, ``probabilities`` (ten numbers).
+    """
+
+    def __init__(self, stream: IO[str], probabilities: bool = False) -> None:
+        self.stream = stream
+        self.probabilities = probabilities
+
+    def write(self, result: Result) -> None:
+        """Write one line and flush it."""
+        row: dict[str, Any] = {
+            "path": result.path,
+            "digit": result.digit,
+            "confidence": None if result.confidence is None else round(result.confidence, 4),
+            "error": result.error,
+        }
+        if self.probabilities:
+            row["probabilities"] = (
+                None
+                if result.probabilities is None
+                else [round(float(p), 4) for p in result.probabilities]
+            )
+        self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
+
+
 def evaluate_folder(
     root: str | os.PathLike[str], model: Model, invert: bool | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[Result]]:
@@ -243,6 +384,11 @@ def evaluate_folder(
 __all__ = [
     "IMAGE_EXTENSIONS",
     "CsvWriter",
+    "JsonlWriter",
+    "WRITERS",
+    "convert_chunk",
+    "iter_features",
+    "read_path_list",
     "Result",
     "WalkStats",
     "classify_paths",

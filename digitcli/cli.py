@@ -95,61 +95,164 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=str))
 @click.option(
     "-o",
     "--output",
     default="-",
     metavar="FILE",
-    help="Where to write the CSV ('-' = stdout, the default).",
+    help="Where to write the rows ('-' = stdout, the default).",
 )
-@click.option("--probabilities", is_flag=True, help="Add columns p0..p9.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="csv",
+    show_default=True,
+    help="CSV with a header, or one JSON object per line.",
+)
+@click.option("--probabilities", is_flag=True, help="Add each digit's probability (p0..p9).")
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    metavar="P",
+    help="Mark rows whose confidence is below P: their error says 'low confidence' "
+    "(the digit is kept), so scripts can send them to a person.",
+)
+@click.option(
+    "--files-from",
+    type=click.File("r", encoding="utf-8", lazy=False),
+    metavar="FILE",
+    help="Also read paths from FILE, one per line ('-' = stdin).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes for the conversion (default 0: all cores).",
+)
 @_model_option
 @_invert_option
-@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def classify(
     inputs: tuple[str, ...],
     output: str,
+    fmt: str,
     probabilities: bool,
+    min_confidence: float | None,
+    files_from: Any,
+    jobs: int,
     model_path: str | None,
     invert: bool | None,
     quiet: bool,
 ) -> None:
-    """Classify image files and folders; write one CSV row per image.
+    """Classify image files, folders and glob patterns; write one row per image.
 
-    Folders are searched recursively for image files. Columns: path, digit, confidence,
-    error (empty when the image was read). A file that cannot be read is a row with its
-    error, and the run goes on; the exit code is then 1.
+    Folders are searched recursively (sorted; hidden and non-image files skipped).
+    Rows are written as they are done, in input order. Columns: path, digit,
+    confidence, error (empty when the image was read). A file that cannot be read is a
+    row with its error, and the run goes on; the exit code is then 1.
 
     \b
     Examples:
       digitcli classify photo.jpg
       digitcli classify scans/ -o predictions.csv
-      digitcli classify a.png b.png --probabilities -o -
+      digitcli classify 'scans/**/*.png' --format jsonl --min-confidence 0.9
+      find scans -name '*.jpg' | digitcli classify --files-from - -o out.csv
     """
-    from digitcli.batch import CsvWriter, WalkStats, classify_paths, iter_inputs
+    import itertools
+    import os
+    from dataclasses import replace
 
+    from digitcli.batch import WRITERS, WalkStats, classify_paths, iter_inputs, read_path_list
+
+    if not inputs and files_from is None:
+        raise click.UsageError("give image files or folders, or --files-from")
     model = _load_model(model_path)
+    if jobs == 0:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     stats = WalkStats()
+
+    def sources() -> Any:
+        listed = read_path_list(files_from) if files_from is not None else ()
+        return itertools.chain(inputs, listed)
+
     started = time.perf_counter()
-    done = failed = 0
-    with _open_output(output) as stream:
-        writer = CsvWriter(stream, probabilities)
+    done = failed = unsure = 0
+    with _open_output(output) as stream, _classify_progress(quiet, inputs, files_from) as tick:
+        writer = WRITERS[fmt](stream, probabilities)
         try:
-            for result in classify_paths(iter_inputs(inputs, stats), model, invert=invert):
+            results = classify_paths(
+                iter_inputs(sources(), stats), model, invert=invert, jobs=jobs or 1
+            )
+            for result in results:
+                if (
+                    min_confidence is not None
+                    and result.confidence is not None
+                    and result.confidence < min_confidence
+                ):
+                    unsure += 1
+                    result = replace(
+                        result,
+                        error=f"low confidence: {result.confidence:.4f} < {min_confidence:g}",
+                    )
                 writer.write(result)
                 done += 1
-                failed += bool(result.error)
+                failed += result.digit is None
+                tick()
         finally:
             if not quiet:
                 elapsed = time.perf_counter() - started
-                skipped = f", {stats.skipped} skipped" if stats.skipped else ""
-                click.echo(
-                    f"{done - failed} classified, {failed} failed{skipped} in {elapsed:.2f} s",
-                    err=True,
-                )
+                parts = [f"{done - failed} classified", f"{failed} failed"]
+                if stats.skipped:
+                    parts.append(f"{stats.skipped} skipped")
+                if min_confidence is not None:
+                    parts.append(f"{unsure} below --min-confidence")
+                rate = done / elapsed if elapsed > 0 else 0.0
+                click.echo(f"{', '.join(parts)} in {elapsed:.2f} s ({rate:.0f} images/s)", err=True)
     if failed:
         click.get_current_context().exit(1)
+
+
+@contextlib.contextmanager
+def _classify_progress(quiet: bool, inputs: tuple[str, ...], files_from: Any) -> Iterator[Any]:
+    """Yield ``tick()``: advances a rich progress bar when stderr is a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from digitcli.batch import iter_inputs
+
+    class _RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed or 0:>6.0f} images/s")
+
+    total = None
+    if files_from is None:  # count first (names only) so that the bar has an ETA
+        total = sum(1 for _ in iter_inputs(inputs))
+    columns = (
+        TextColumn("classifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("classify", total=total)
+        yield lambda: bar.advance(task)
 
 
 @contextlib.contextmanager
@@ -373,6 +476,13 @@ def show(
     help="Distorted copies added per training image.",
 )
 @click.option(
+    "--ensemble",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RECIPE.ensemble,
+    show_default=True,
+    help="Networks (different seeds) whose probabilities are averaged.",
+)
+@click.option(
     "--seed",
     type=int,
     default=0,
@@ -410,6 +520,7 @@ def train(
     alpha: float,
     max_iter: int,
     augment: int,
+    ensemble: int,
     seed: int,
     folds: int,
     search: bool,
@@ -432,7 +543,7 @@ def train(
 
     if jobs == 0:
         raise click.BadParameter("must not be 0", param_hint="'--jobs'")
-    recipe = Recipe(hidden_layers, alpha, max_iter, augment)
+    recipe = Recipe(hidden_layers, alpha, max_iter, augment, ensemble)
     with _progress(quiet) as progress:
         result = training.train(
             recipe,

@@ -325,3 +325,13 @@ def test_classify_invert_option(runner, tmp_path, make_digit):
     auto = rows_of(runner.invoke(cli, ["classify", str(path)]).stdout)[0]
     forced = rows_of(runner.invoke(cli, ["classify", str(path), "--invert"]).stdout)[0]
     assert auto == forced
+
+
+def test_train_ensemble(runner, tmp_path):
+    out = tmp_path / "e.npz"
+    result = runner.invoke(cli, ["train", *QUICK, "--ensemble", "2", "-q", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = model_io.load(out)
+    assert len(model.members) == 2 and model.metadata["members"] == 2
+    assert model.metadata["recipe"]["ensemble"] == 2
+    assert not np.array_equal(model.members[0][0][0], model.members[1][0][0])

@@ -1,0 +1,217 @@
+"""classify as a batch tool: inputs, formats, parallel order, a hostile corpus, Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import pytest
+from PIL import Image
+
+from digitcli import batch
+from digitcli.cli import cli
+from digitcli.synth import render_digit
+
+
+def rows_of(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_glob_patterns_are_expanded(tmp_path, make_digit):
+    make_digit(1, "a/one.png")
+    make_digit(2, "a/b/two.png")
+    make_digit(3, "a/b/three.jpg")
+    got = list(batch.iter_inputs([str(tmp_path / "a" / "**" / "*.png")]))
+    assert got == [str(tmp_path / "a" / "b" / "two.png"), str(tmp_path / "a" / "one.png")]
+    missing = str(tmp_path / "nothing" / "*.png")
+    assert list(batch.iter_inputs([missing])) == [missing]
+
+
+def test_files_from_file_and_stdin(runner, tmp_path, make_digit):
+    images = [str(make_digit(d, f"{d}.png")) for d in range(3)]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(images[:2]) + "\n\n")
+    result = runner.invoke(cli, ["classify", "--files-from", str(listing)])
+    assert result.exit_code == 0, result.output
+    assert [r["path"] for r in rows_of(result.stdout)] == images[:2]
+    result = runner.invoke(
+        cli, ["classify", images[2], "--files-from", "-"], input=images[0] + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert [r["path"] for r in rows_of(result.stdout)] == [images[2], images[0]]
+
+
+def test_no_inputs_is_a_usage_error(runner):
+    result = runner.invoke(cli, ["classify"])
+    assert result.exit_code == 2 and "--files-from" in result.stderr
+
+
+def test_jsonl_output(runner, tmp_path, make_digit):
+    image = make_digit(4)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    result = runner.invoke(
+        cli, ["classify", str(image), str(bad), "--format", "jsonl", "--probabilities"]
+    )
+    assert result.exit_code == 1, result.output
+    good, broken = [json.loads(line) for line in result.stdout.splitlines()]
+    assert good["path"] == str(image) and 0 <= good["digit"] <= 9 and good["error"] == ""
+    assert len(good["probabilities"]) == 10
+    assert broken["digit"] is None and broken["probabilities"] is None
+    assert broken["error"] == "cannot identify image file"
+
+
+def test_min_confidence_marks_rows_and_keeps_the_digit(runner, make_digit):
+    image = make_digit(6)
+    result = runner.invoke(cli, ["classify", str(image), "--min-confidence", "1"])
+    assert result.exit_code == 0, result.output
+    [row] = rows_of(result.stdout)
+    assert row["digit"] != "" and row["error"].startswith("low confidence: ")
+    assert "1 below --min-confidence" in result.stderr
+    result = runner.invoke(cli, ["classify", str(image), "--min-confidence", "0"])
+    assert rows_of(result.stdout)[0]["error"] == ""
+    assert runner.invoke(cli, ["classify", str(image), "--min-confidence", "2"]).exit_code == 2
+
+
+def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model):
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"{i:03d}.png"
+        if i % 7 == 3:
+            path.write_bytes(b"broken")
+        else:
+            render_digit(i % 10, seed=i, size=(28, 28)).save(path)
+        paths.append(str(path))
+    serial = list(batch.classify_paths(paths, shipped_model, jobs=1, batch_size=8))
+    parallel = list(batch.classify_paths(iter(paths), shipped_model, jobs=2, batch_size=8))
+    assert [r.path for r in parallel] == paths
+    assert [(r.digit, r.error) for r in parallel] == [(r.digit, r.error) for r in serial]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def make_hostile_corpus(root) -> dict[str, str]:
+    """Files that break naive tools, and the error each must get ('' = a digit)."""
+    root.mkdir()
+    expected: dict[str, str] = {}
+
+    def put(name: str, data: bytes, error: str) -> None:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        expected[str(path)] = error
+
+    good = io.BytesIO()
+    render_digit(3, seed=1, size=(64, 64)).save(good, format="PNG")
+    put("empty.png", b"", "cannot identify image file")
+    put("truncated.png", good.getvalue()[:120], "truncated file")
+    put("random.png", os.urandom(3000), "cannot identify image file")
+    put("text.png", b"hello, this is text\n" * 20, "cannot identify image file")
+    put(
+        "header_only.jpg",
+        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00",
+        "*",
+    )
+    put("bomb.png", _png_header(60_000, 60_000), "too large: 3600000000 pixels")
+    for name, colour in (("blank_white.png", 255), ("blank_black.png", 0)):
+        buf = io.BytesIO()
+        Image.new("L", (64, 64), colour).save(buf, format="PNG")
+        put(name, buf.getvalue(), "no digit found")
+    one = io.BytesIO()
+    Image.new("L", (1, 1), 0).save(one, format="PNG")
+    put("one_pixel.png", one.getvalue(), "no digit found")
+    huge = io.BytesIO()
+    Image.new("1", (7000, 7000), 1).save(huge, format="PNG")
+    put("huge_blank.png", huge.getvalue(), "no digit found")
+    for name in (
+        "comma,name.png",
+        'quote"name.png',
+        "=SUM(A1).png",
+        "ünïcødé ✓.png",
+        "new\nline.png",
+        "deep/er/nested/ok.png",
+    ):
+        put(name, good.getvalue(), "")
+    (root / "folder.png").mkdir()  # a folder named like an image: walked, not read
+    put("folder.png/inside.png", good.getvalue(), "")
+    os.symlink("loop_b", root / "loop_a")
+    os.symlink("loop_a", root / "loop_b")
+    os.symlink(".", root / "self_link")  # a link to a folder: not followed
+    return expected
+
+
+def test_hostile_corpus(runner, tmp_path):
+    root = tmp_path / "hostile"
+    expected = make_hostile_corpus(root)
+    out = tmp_path / "out.csv"
+    result = runner.invoke(cli, ["classify", str(root), "-o", str(out), "--jobs", "2"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = {r["path"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == set(expected)
+    for path, error in expected.items():
+        row = rows[path]
+        if error == "":
+            assert row["error"] == "" and row["digit"] in list("0123456789"), row
+        elif error == "*":
+            assert row["error"] and row["digit"] == "", row
+        else:
+            assert row["error"] == error, row
+    assert "skipped" in result.stderr  # the links
+
+
+def test_symlink_loop_given_directly_is_an_error_row(runner, tmp_path):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    result = runner.invoke(cli, ["classify", str(tmp_path / "a")])
+    assert result.exit_code == 1
+    [row] = rows_of(result.stdout)
+    assert row["error"].startswith("cannot read image")
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_whole_rows_and_exits_130(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(3000):
+        render_digit(i % 10, seed=i, size=(28, 28)).save(folder / f"{i:05d}.png")
+    out = tmp_path / "out.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digitcli", "classify", str(folder), "-o", str(out), "-j", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if out.exists() and out.stat().st_size > 20_000:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    text = out.read_bytes().decode("utf-8")
+    assert text.endswith("\r\n")  # the last row is whole
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["path", "digit", "confidence", "error"]
+    assert 100 < len(rows) - 1 < 3000
+    names = [os.path.basename(r[0]) for r in rows[1:]]
+    assert names == [f"{i:05d}.png" for i in range(len(names))]  # in order, none lost
+    assert all(len(r) == 4 and r[1] != "" for r in rows[1:])
