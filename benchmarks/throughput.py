@@ -39,7 +39,9 @@ for root, _, files in os.walk(folder):
 
 
 def digitcli_exe() -> str:
-    exe = shutil.which("digitcli", path=str(Path(sys.executable).parent)) or shutil.which("digitcli")
+    exe = shutil.which("digitcli", path=str(Path(sys.executable).parent)) or shutil.which(
+        "digitcli"
+    )
     if not exe:
         sys.exit("digitcli is not installed next to this python")
     return exe
@@ -60,8 +62,14 @@ def make_pngs(folder: Path, n: int) -> None:
 
 def make_photos(folder: Path, n: int) -> None:
     for i in range(n):
-        img = render_digit(i % 10, seed=i, size=(4000, 3000), digit_height=0.3,
-                           ink=(40, 40, 90), paper=(225, 215, 170))
+        img = render_digit(
+            i % 10,
+            seed=i,
+            size=(4000, 3000),
+            digit_height=0.3,
+            ink=(40, 40, 90),
+            paper=(225, 215, 170),
+        )
         img.save(folder / f"photo_{i:03d}.jpg", quality=90)
 
 
@@ -86,12 +94,22 @@ def compare(folder: Path, repeat: int) -> None:
 def memory(folder: Path) -> None:
     exe = digitcli_exe()
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=False, "
-         "stdout=subprocess.DEVNULL); "
-         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
-         exe, "classify", str(folder), "-o", str(folder.parent / "out.csv"), "-q"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=False, "
+            "stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+            exe,
+            "classify",
+            str(folder),
+            "-o",
+            str(folder.parent / "out.csv"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     n = sum(len(files) for _, _, files in os.walk(folder))
     print(f"files: {n}, peak RSS of the largest process: {int(proc.stdout) / 1024:.0f} MB")
