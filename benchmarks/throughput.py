@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -22,8 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-from PIL import Image
 
 from digitcli.synth import render_digit
 
@@ -113,7 +110,6 @@ def memory(folder: Path) -> None:
     )
     n = sum(len(files) for _, _, files in os.walk(folder))
     print(f"files: {n}, peak RSS of the largest process: {int(proc.stdout) / 1024:.0f} MB")
-    _ = resource
 
 
 def main() -> None:
