@@ -99,7 +99,13 @@ def iter_inputs(
             matches = sorted(glob.glob(path, recursive=True))
             if not matches:
                 yield path
+            seen: set[str] = set()  # "**" follows links to folders: each file once
             for match in matches:
+                real = os.path.realpath(match)
+                if real in seen:
+                    stats.skipped += 1
+                    continue
+                seen.add(real)
                 yield from _walk(match, stats) if os.path.isdir(match) else [match]
         else:
             yield path
@@ -134,10 +140,19 @@ def _walk(folder: str, stats: WalkStats) -> Iterator[str]:
             stats.skipped += 1
         elif entry.is_dir(follow_symlinks=False):
             yield from _walk(entry.path, stats)
+        elif entry.is_symlink() and _is_dir(entry):  # a link to a folder: not followed
+            stats.skipped += 1
         elif is_image_name(entry.name):
             yield entry.path
         else:
             stats.skipped += 1
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop: not a folder to us
+        return False
 
 
 def iter_labelled_images(root: str | os.PathLike[str]) -> Iterator[tuple[str, int]]:
@@ -184,10 +199,8 @@ def convert_chunk(paths: list[str], invert: bool | None) -> list[tuple[np.ndarra
     for path in paths:
         try:
             out.append((features_from_path(path, invert), ""))
-        except ImageError as exc:
+        except ImageError as exc:  # features_from_path turns every failure into one
             out.append((None, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one odd file must not end the run
-            out.append((None, f"cannot read image: {type(exc).__name__}: {exc}"))
     return out
 
 
@@ -227,7 +240,7 @@ def iter_features(
     second = next(chunks, None) if jobs > 1 else None
     if second is None:
         for chunk in itertools.chain([first], chunks):
-            yield from zip(chunk, *zip(*convert_chunk(chunk, invert)))
+            yield from zip(chunk, *zip(*convert_chunk(chunk, invert), strict=True), strict=True)
         return
     from joblib import Parallel, delayed
 
@@ -242,7 +255,7 @@ def iter_features(
     runner = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")
     for converted in runner(tasks()):
         chunk = sent.popleft()
-        yield from zip(chunk, *zip(*converted))
+        yield from zip(chunk, *zip(*converted, strict=True), strict=True)
 
 
 def classify_paths(

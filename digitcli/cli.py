@@ -6,10 +6,14 @@ Exit codes: 0 fine, 1 some input failed or a runtime error, 2 usage error, 130 i
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -33,6 +37,11 @@ class DigitcliGroup(click.Group):
             return super().invoke(ctx)
         except DigitcliError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # click ends quietly on a closed pipe
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}") from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             raise click.exceptions.Exit(130) from None
@@ -95,7 +104,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=str, readable=False))
 @click.option(
     "-o",
     "--output",
@@ -121,7 +130,7 @@ def cli() -> None:
 )
 @click.option(
     "--files-from",
-    type=click.File("r", encoding="utf-8", lazy=False),
+    type=click.File("r", encoding="utf-8", errors="surrogateescape", lazy=False),
     metavar="FILE",
     help="Also read paths from FILE, one per line ('-' = stdin).",
 )
@@ -180,7 +189,8 @@ def classify(
 
     started = time.perf_counter()
     done = failed = unsure = 0
-    with _open_output(output) as stream, _classify_progress(quiet, inputs, files_from) as tick:
+    bar = not quiet and not (output == "-" and sys.stdout.isatty())
+    with _open_output(output) as stream, _classify_progress(bar, inputs, files_from) as tick:
         writer = WRITERS[fmt](stream, probabilities)
         try:
             results = classify_paths(
@@ -216,9 +226,9 @@ def classify(
 
 
 @contextlib.contextmanager
-def _classify_progress(quiet: bool, inputs: tuple[str, ...], files_from: Any) -> Iterator[Any]:
-    """Yield ``tick()``: advances a rich progress bar when stderr is a terminal."""
-    if quiet or not sys.stderr.isatty():
+def _classify_progress(wanted: bool, inputs: tuple[str, ...], files_from: Any) -> Iterator[Any]:
+    """Yield ``tick()``: advances a rich progress bar when wanted and stderr is a terminal."""
+    if not wanted or not sys.stderr.isatty():
         yield lambda: None
         return
     from rich.console import Console
@@ -261,7 +271,8 @@ def _open_output(output: str) -> Iterator[Any]:
         yield sys.stdout
         return
     try:
-        stream = open(output, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        # surrogateescape: a file name that is not UTF-8 is written back as its own bytes
+        stream = open(output, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except OSError as exc:
         raise click.BadParameter(
             f"cannot write {output}: {exc.strerror or exc}", param_hint="'-o'"
@@ -375,7 +386,7 @@ def _write_error_sheet(
     from digitcli.imaging import features_from_path
 
     entries = []
-    for result, truth, predicted in zip(results, y_true, y_pred):
+    for result, truth, predicted in zip(results, y_true, y_pred, strict=True):
         if truth != predicted:
             try:
                 grid = features_from_path(result.path, invert).reshape(8, 8)
@@ -390,7 +401,7 @@ def _write_error_sheet(
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str, readable=False))
 @_model_option
 @_invert_option
 @click.option(
@@ -412,23 +423,21 @@ def show(
       digitcli show photo.jpg
       digitcli show scans/*.png --save debug/
     """
-    from pathlib import Path
-
     from rich.console import Console
 
     from digitcli.errors import ImageError
     from digitcli.evaluation import render_grid
-    from digitcli.imaging import bitmap_from_image, block_counts, open_image
+    from digitcli.imaging import bitmap_from_path, block_counts
 
     model = _load_model(model_path)
     console = Console()
     failed = 0
     for name in images:
         try:
-            bitmap = bitmap_from_image(open_image(name), invert)
+            bitmap = bitmap_from_path(name, invert)
         except ImageError as exc:
             failed += 1
-            console.print(render_grid(name, np.zeros((8, 8)), None, str(exc)))
+            Console(stderr=True).print(render_grid(name, np.zeros((8, 8)), None, str(exc)))
             continue
         grid = block_counts(bitmap)
         console.print(render_grid(name, grid, model.predict_proba(grid.reshape(1, 64))[0]))
@@ -543,6 +552,17 @@ def train(
 
     if jobs == 0:
         raise click.BadParameter("must not be 0", param_hint="'--jobs'")
+    if not math.isfinite(alpha):
+        raise click.BadParameter("must be a finite number", param_hint="'--alpha'")
+    out_dir = Path(out).resolve().parent
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot create {out_dir}: {exc.strerror}", param_hint="'--out'"
+        ) from None
+    if not os.access(out_dir, os.W_OK):
+        raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
     recipe = Recipe(hidden_layers, alpha, max_iter, augment, ensemble)
     with _progress(quiet) as progress:
         result = training.train(

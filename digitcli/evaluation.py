@@ -82,7 +82,8 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
 def load_optdigits_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read the UCI optdigits format: 64 integers 0..16 then the label, comma separated.
 
-    A header line (any first line that is not all numbers) and blank lines are skipped.
+    A header line (a first line that is not all numbers) and blank lines are skipped; a
+    UTF-8 byte-order mark is ignored.
 
     Parameters
     ----------
@@ -101,7 +102,7 @@ def load_optdigits_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     """
     rows: list[list[int]] = []
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             for lineno, fields in enumerate(csv.reader(fh), start=1):
                 if not fields or all(not f.strip() for f in fields):
                     continue
@@ -286,4 +287,4 @@ def error_sheet(
             )
         said = "none" if predicted < 0 else str(predicted)
         draw.text((x, y + cell + 4), f"true {truth}  read {said}", fill="black")
-    sheet.save(path)
+    sheet.save(path, format="PNG")

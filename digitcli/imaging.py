@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -59,24 +58,10 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
     """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            src = Image.open(path)
-        with src:
-            n = src.width * src.height
-            if n > MAX_PIXELS:
-                raise ImageError(f"too large: {n} pixels")
-            if n == 0:
-                raise ImageError("empty image: 0 pixels")
-            scale = max(src.size) / WORK_SIZE
-            if scale > 1:
-                # JPEG (and MPO) decode straight at a reduced scale; other formats ignore this.
-                mode = "L" if src.mode in ("L", "RGB") else src.mode
-                src.draft(mode, (int(src.width / scale) + 1, int(src.height / scale) + 1))
-            src.load()
-            img = ImageOps.exif_transpose(src)
-        if max(img.size) > WORK_SIZE:
-            img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
-        return img
+            # Pillow warns about decompression bombs (checked below) and corrupt EXIF data
+            # (the image is still read): neither belongs on the user's terminal.
+            warnings.simplefilter("ignore")
+            return _open_bounded(path)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -86,6 +71,8 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageError("cannot identify image file") from None
     except FileNotFoundError:
         raise ImageError("file not found") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
     except IsADirectoryError:
         raise ImageError("is a folder") from None
     except OSError as exc:
@@ -95,6 +82,26 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageError(f"cannot read image: {text}") from None
     except (ValueError, SyntaxError, EOFError, MemoryError) as exc:
         raise ImageError(f"cannot decode image: {exc or type(exc).__name__}") from None
+
+
+def _open_bounded(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode the first frame at a bounded size and apply the EXIF orientation."""
+    with Image.open(path) as src:
+        n = src.width * src.height
+        if n > MAX_PIXELS:
+            raise ImageError(f"too large: {n} pixels")
+        if n == 0:
+            raise ImageError("empty image: 0 pixels")
+        scale = max(src.size) / WORK_SIZE
+        if scale > 1:
+            # JPEG (and MPO) decode straight at a reduced scale; other formats ignore this.
+            mode = "L" if src.mode in ("L", "RGB") else src.mode
+            src.draft(mode, (int(src.width / scale) + 1, int(src.height / scale) + 1))
+        src.load()
+        img = ImageOps.exif_transpose(src)
+    if max(img.size) > WORK_SIZE:
+        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    return img
 
 
 def to_gray(img: Image.Image) -> np.ndarray:
@@ -306,7 +313,9 @@ def components(mask: np.ndarray) -> list[tuple[int, list[tuple[int, int, int]]]]
     previous: list[tuple[int, int, int]] = []
     current: list[tuple[int, int, int]] = []
     row = -2
-    for r, start, end in zip(run_rows.tolist(), run_starts.tolist(), run_ends.tolist()):
+    for r, start, end in zip(
+        run_rows.tolist(), run_starts.tolist(), run_ends.tolist(), strict=True
+    ):
         if r != row:
             previous = current if r == row + 1 else []
             current = []
@@ -562,6 +571,34 @@ def features_from_image(img: Image.Image, invert: bool | None = None) -> np.ndar
     return block_counts(bitmap_from_image(img, invert)).reshape(64).astype(np.float64)
 
 
+def bitmap_from_path(path: str | os.PathLike[str], invert: bool | None = None) -> np.ndarray:
+    """The normalised 32x32 bitmap of an image file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file.
+    invert : bool or None
+        Polarity, see :func:`ink_strength`.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool ``(32, 32)``.
+
+    Raises
+    ------
+    ImageError
+        With a short reason for anything that goes wrong with this file, whatever it is.
+    """
+    try:
+        return bitmap_from_image(open_image(path), invert)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an odd file is that file's error, never a crash
+        raise ImageError(f"cannot read image: {type(exc).__name__}: {exc}") from None
+
+
 def features_from_path(path: str | os.PathLike[str], invert: bool | None = None) -> np.ndarray:
     """Digits features of an image file.
 
@@ -582,6 +619,4 @@ def features_from_path(path: str | os.PathLike[str], invert: bool | None = None)
     ImageError
         With a short reason when the file cannot be converted.
     """
-    if Path(path).is_dir():
-        raise ImageError("is a folder")
-    return features_from_image(open_image(path), invert)
+    return block_counts(bitmap_from_path(path, invert)).reshape(64).astype(np.float64)

@@ -240,7 +240,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
         clf.fit(X / 16.0, y)
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
-    return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_))
+    return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_, strict=True))
 
 
 def fit_recipe(
@@ -339,7 +339,7 @@ def grid_recipes(base: Recipe, grid: dict[str, Iterable[Any]]) -> list[Recipe]:
     """Every combination of `grid`'s values applied to `base`."""
     names = list(grid)
     return [
-        Recipe(**{**asdict(base), **dict(zip(names, values))})
+        Recipe(**{**asdict(base), **dict(zip(names, values, strict=True))})
         for values in itertools.product(*(grid[n] for n in names))
     ]
 

@@ -215,3 +215,20 @@ def test_ctrl_c_keeps_whole_rows_and_exits_130(tmp_path):
     names = [os.path.basename(r[0]) for r in rows[1:]]
     assert names == [f"{i:05d}.png" for i in range(len(names))]  # in order, none lost
     assert all(len(r) == 4 and r[1] != "" for r in rows[1:])
+
+
+def test_glob_through_a_link_loop_lists_each_file_once(tmp_path, make_digit):
+    make_digit(1, "g/d/a.png")
+    os.symlink(".", tmp_path / "g" / "d" / "self")
+    stats = batch.WalkStats()
+    got = list(batch.iter_inputs([str(tmp_path / "g" / "**" / "*.png")], stats))
+    assert got == [str(tmp_path / "g" / "d" / "a.png")]
+
+
+def test_link_to_a_folder_named_like_an_image_is_skipped(tmp_path, make_digit):
+    make_digit(1, "real/a.png")
+    os.symlink(tmp_path / "real", tmp_path / "x.png")
+    stats = batch.WalkStats()
+    got = list(batch.iter_inputs([tmp_path], stats))
+    assert got == [str(tmp_path / "real" / "a.png")]
+    assert stats.skipped == 1

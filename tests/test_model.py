@@ -31,7 +31,7 @@ def test_forward_pass_equals_sklearn_predict_proba(digits):
     clf = MLPClassifier(hidden_layer_sizes=(40, 20), max_iter=60, random_state=1)
     with pytest.warns(ConvergenceWarning):
         clf.fit(X / 16, y)
-    model = make_model([tuple(zip(clf.coefs_, clf.intercepts_))], {})
+    model = make_model([tuple(zip(clf.coefs_, clf.intercepts_, strict=True))], {})
     expected = clf.predict_proba(X / 16)
     got = model.predict_proba(X)
     assert got.shape == (1797, 10)
@@ -127,7 +127,7 @@ def _write_bad(kind: str, path: Path, marker: Path) -> None:
         for i in range(200, 600):
             data[i] ^= 0x5A
         path.write_bytes(bytes(data))
-    elif kind == "zip-without-magic-prefix":
+    elif kind == "zip-magic-then-zeros":
         path.write_bytes(b"PK" + b"\0" * 100)
 
 
@@ -142,7 +142,7 @@ BAD_KINDS = [
     "not-a-model-npz",
     "truncated",
     "corrupt",
-    "zip-without-magic-prefix",
+    "zip-magic-then-zeros",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,6 +15,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_wheel_ships_the_model_and_runs_from_another_folder(tmp_path, make_digit):
+    # Build from a copy, so that the build leaves nothing in the working tree.
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "build", "*.egg-info", "__pycache__", ".pytest_cache"
+        ),
+    )
     wheels = tmp_path / "wheels"
     build = subprocess.run(
         [
@@ -26,7 +36,7 @@ def test_wheel_ships_the_model_and_runs_from_another_folder(tmp_path, make_digit
             "-q",
             "-w",
             str(wheels),
-            str(REPO),
+            str(source),
         ],
         capture_output=True,
         text=True,

@@ -31,7 +31,7 @@ def test_augment_adds_faithful_copies(digits):
     others = np.array(
         [
             np.abs(X[:50][y[:50] != label] - c).sum(axis=1).mean()
-            for c, label in zip(copies, ya[50:])
+            for c, label in zip(copies, ya[50:], strict=True)
         ]
     )
     assert (own < others).mean() >= 0.9
