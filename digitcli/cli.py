@@ -54,13 +54,11 @@ class HiddenLayers(click.ParamType):
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
         """Parse ``"256,128"`` into ``(256, 128)``."""
-        if isinstance(value, tuple):
-            return value
         try:
             sizes = tuple(int(v) for v in str(value).split(","))
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
-        if not sizes or min(sizes) < 1:
+        if min(sizes) < 1:
             self.fail(f"{value!r}: layer sizes must be positive", param, ctx)
         return sizes
 

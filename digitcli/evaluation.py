@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from digitcli.errors import DataError
+from digitcli.model import N_CLASSES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
-
-N_CLASSES = 10
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:

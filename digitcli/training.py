@@ -431,6 +431,4 @@ def train(
     }
     if table is not None:
         metadata["search"] = table
-    return TrainResult(
-        make_model(members, metadata, test_idx), recipe, cv_scores, test_accuracy, table
-    )
+    return TrainResult(replace(model, metadata=metadata), recipe, cv_scores, test_accuracy, table)

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+import csv
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from digitcli import model as model_io
 from digitcli.synth import render_digit
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -55,7 +56,26 @@ def make_digit(tmp_path: Path):
     return make
 
 
-def save_image(img: Image.Image, path: Path, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, **kw)
-    return path
+@pytest.fixture
+def csv_rows():
+    """Parse CSV text (as written by classify) into dicts."""
+
+    def parse(text: str) -> list[dict[str, str]]:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+
+    return parse
+
+
+@pytest.fixture
+def png_header():
+    """Bytes of a PNG that declares `width` x `height` pixels and holds none (a bomb)."""
+
+    def make(width: int, height: int) -> bytes:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            body = kind + data
+            return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+    return make

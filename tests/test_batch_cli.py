@@ -7,11 +7,9 @@ import io
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import pytest
 from PIL import Image
@@ -19,10 +17,6 @@ from PIL import Image
 from digitcli import batch
 from digitcli.cli import cli
 from digitcli.synth import render_digit
-
-
-def rows_of(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def test_glob_patterns_are_expanded(tmp_path, make_digit):
@@ -35,18 +29,18 @@ def test_glob_patterns_are_expanded(tmp_path, make_digit):
     assert list(batch.iter_inputs([missing])) == [missing]
 
 
-def test_files_from_file_and_stdin(runner, tmp_path, make_digit):
+def test_files_from_file_and_stdin(runner, tmp_path, make_digit, csv_rows):
     images = [str(make_digit(d, f"{d}.png")) for d in range(3)]
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(images[:2]) + "\n\n")
     result = runner.invoke(cli, ["classify", "--files-from", str(listing)])
     assert result.exit_code == 0, result.output
-    assert [r["path"] for r in rows_of(result.stdout)] == images[:2]
+    assert [r["path"] for r in csv_rows(result.stdout)] == images[:2]
     result = runner.invoke(
         cli, ["classify", images[2], "--files-from", "-"], input=images[0] + "\n"
     )
     assert result.exit_code == 0, result.output
-    assert [r["path"] for r in rows_of(result.stdout)] == [images[2], images[0]]
+    assert [r["path"] for r in csv_rows(result.stdout)] == [images[2], images[0]]
 
 
 def test_no_inputs_is_a_usage_error(runner):
@@ -69,15 +63,15 @@ def test_jsonl_output(runner, tmp_path, make_digit):
     assert broken["error"] == "cannot identify image file"
 
 
-def test_min_confidence_marks_rows_and_keeps_the_digit(runner, make_digit):
+def test_min_confidence_marks_rows_and_keeps_the_digit(runner, make_digit, csv_rows):
     image = make_digit(6)
     result = runner.invoke(cli, ["classify", str(image), "--min-confidence", "1"])
     assert result.exit_code == 0, result.output
-    [row] = rows_of(result.stdout)
+    [row] = csv_rows(result.stdout)
     assert row["digit"] != "" and row["error"].startswith("low confidence: ")
     assert "1 below --min-confidence" in result.stderr
     result = runner.invoke(cli, ["classify", str(image), "--min-confidence", "0"])
-    assert rows_of(result.stdout)[0]["error"] == ""
+    assert csv_rows(result.stdout)[0]["error"] == ""
     assert runner.invoke(cli, ["classify", str(image), "--min-confidence", "2"]).exit_code == 2
 
 
@@ -96,17 +90,7 @@ def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model):
     assert [(r.digit, r.error) for r in parallel] == [(r.digit, r.error) for r in serial]
 
 
-def _png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
-def make_hostile_corpus(root) -> dict[str, str]:
+def make_hostile_corpus(root, png_header) -> dict[str, str]:
     """Files that break naive tools, and the error each must get ('' = a digit)."""
     root.mkdir()
     expected: dict[str, str] = {}
@@ -128,7 +112,7 @@ def make_hostile_corpus(root) -> dict[str, str]:
         b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00",
         "*",
     )
-    put("bomb.png", _png_header(60_000, 60_000), "too large: 3600000000 pixels")
+    put("bomb.png", png_header(60_000, 60_000), "too large: 3600000000 pixels")
     for name, colour in (("blank_white.png", 255), ("blank_black.png", 0)):
         buf = io.BytesIO()
         Image.new("L", (64, 64), colour).save(buf, format="PNG")
@@ -156,9 +140,9 @@ def make_hostile_corpus(root) -> dict[str, str]:
     return expected
 
 
-def test_hostile_corpus(runner, tmp_path):
+def test_hostile_corpus(runner, tmp_path, png_header):
     root = tmp_path / "hostile"
-    expected = make_hostile_corpus(root)
+    expected = make_hostile_corpus(root, png_header)
     out = tmp_path / "out.csv"
     result = runner.invoke(cli, ["classify", str(root), "-o", str(out), "--jobs", "2"])
     assert result.exit_code == 1, result.output
@@ -177,12 +161,12 @@ def test_hostile_corpus(runner, tmp_path):
     assert "skipped" in result.stderr  # the links
 
 
-def test_symlink_loop_given_directly_is_an_error_row(runner, tmp_path):
+def test_symlink_loop_given_directly_is_an_error_row(runner, tmp_path, csv_rows):
     os.symlink(tmp_path / "b", tmp_path / "a")
     os.symlink(tmp_path / "a", tmp_path / "b")
     result = runner.invoke(cli, ["classify", str(tmp_path / "a")])
     assert result.exit_code == 1
-    [row] = rows_of(result.stdout)
+    [row] = csv_rows(result.stdout)
     assert row["error"].startswith("cannot read image")
 
 

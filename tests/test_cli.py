@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import subprocess
@@ -14,10 +12,6 @@ from digitcli import model as model_io
 from digitcli.cli import cli
 
 COMMANDS = [[], ["classify"], ["show"], ["eval"], ["train"]]
-
-
-def rows_of(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0] if c else "group")
@@ -36,32 +30,32 @@ def test_version(runner):
     assert __version__ in result.stdout
 
 
-def test_classify_folder_to_stdout(runner, tmp_path, make_digit):
+def test_classify_folder_to_stdout(runner, tmp_path, make_digit, csv_rows):
     for d in range(10):
         make_digit(d, f"in/{d}.png", seed=d)
     result = runner.invoke(cli, ["classify", str(tmp_path / "in")])
     assert result.exit_code == 0, result.output
-    rows = rows_of(result.stdout)
+    rows = csv_rows(result.stdout)
     assert list(rows[0]) == ["path", "digit", "confidence", "error"]
     assert [r["path"] for r in rows] == [str(tmp_path / "in" / f"{d}.png") for d in range(10)]
     assert all(r["digit"] in "0123456789" and r["digit"] and not r["error"] for r in rows)
     assert "10 classified, 0 failed" in result.stderr
 
 
-def test_classify_to_file_with_probabilities(runner, tmp_path, make_digit):
+def test_classify_to_file_with_probabilities(runner, tmp_path, make_digit, csv_rows):
     image = make_digit(8)
     out = tmp_path / "out.csv"
     result = runner.invoke(cli, ["classify", str(image), "-o", str(out), "--probabilities"])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    [row] = rows_of(out.read_text(encoding="utf-8"))
+    [row] = csv_rows(out.read_text(encoding="utf-8"))
     probs = [float(row[f"p{d}"]) for d in range(10)]
     assert sum(probs) == pytest.approx(1, abs=1e-3)
     assert float(row["confidence"]) == max(probs)
     assert int(row["digit"]) == int(np.argmax(probs))
 
 
-def test_classify_bad_files_are_rows_and_exit_1(runner, tmp_path, make_digit):
+def test_classify_bad_files_are_rows_and_exit_1(runner, tmp_path, make_digit, csv_rows):
     good = make_digit(4, "a_good.png")
     bad = tmp_path / "b_bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -74,7 +68,7 @@ def test_classify_bad_files_are_rows_and_exit_1(runner, tmp_path, make_digit):
     )
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
-    rows = rows_of(result.stdout)
+    rows = csv_rows(result.stdout)
     assert rows[0]["digit"] and not rows[0]["error"]
     assert rows[1]["digit"] == "" and rows[1]["error"]
     assert rows[2]["error"] == "no digit found"
@@ -108,7 +102,9 @@ def test_unwritable_output_is_usage_error(runner, tmp_path, make_digit):
     assert "cannot write" in result.stderr
 
 
-def test_ctrl_c_exits_130_keeping_finished_rows(runner, tmp_path, make_digit, monkeypatch):
+def test_ctrl_c_exits_130_keeping_finished_rows(
+    runner, tmp_path, make_digit, monkeypatch, csv_rows
+):
     from digitcli import batch
 
     real = batch.classify_paths
@@ -124,7 +120,7 @@ def test_ctrl_c_exits_130_keeping_finished_rows(runner, tmp_path, make_digit, mo
     out = tmp_path / "out.csv"
     result = runner.invoke(cli, ["classify", *images, "-o", str(out)])
     assert result.exit_code == 130
-    rows = rows_of(out.read_text())
+    rows = csv_rows(out.read_text())
     assert [r["path"] for r in rows] == images[:2]
 
 
@@ -319,16 +315,16 @@ def test_eval_errors_needs_images(runner, tmp_path):
     assert result.exit_code == 2 and "--errors needs --images" in result.stderr
 
 
-def test_classify_invert_option(runner, tmp_path, make_digit):
+def test_classify_invert_option(runner, tmp_path, make_digit, csv_rows):
     from PIL import Image
 
     path = tmp_path / "white_on_black.png"
     Image.eval(Image.open(make_digit(7)).convert("L"), lambda v: 255 - v).save(path)
-    auto = rows_of(runner.invoke(cli, ["classify", str(path)]).stdout)[0]
-    forced = rows_of(runner.invoke(cli, ["classify", str(path), "--invert"]).stdout)[0]
+    auto = csv_rows(runner.invoke(cli, ["classify", str(path)]).stdout)[0]
+    forced = csv_rows(runner.invoke(cli, ["classify", str(path), "--invert"]).stdout)[0]
     assert auto["digit"] != "" and auto["error"] == ""
     assert auto == forced
-    wrong = rows_of(runner.invoke(cli, ["classify", str(path), "--no-invert"]).stdout)[0]
+    wrong = csv_rows(runner.invoke(cli, ["classify", str(path), "--no-invert"]).stdout)[0]
     assert wrong != auto
 
 
@@ -342,7 +338,7 @@ def test_train_ensemble(runner, tmp_path):
     assert not np.array_equal(model.members[0][0][0], model.members[1][0][0])
 
 
-def test_unreadable_input_is_a_row_not_a_usage_error(runner, tmp_path, make_digit):
+def test_unreadable_input_is_a_row_not_a_usage_error(runner, tmp_path, make_digit, csv_rows):
     good = make_digit(2, "good.png")
     locked = make_digit(3, "locked.png")
     locked.chmod(0)
@@ -350,7 +346,7 @@ def test_unreadable_input_is_a_row_not_a_usage_error(runner, tmp_path, make_digi
         result = runner.invoke(cli, ["classify", str(good), str(locked)])
     finally:
         locked.chmod(0o644)
-    rows = rows_of(result.stdout)
+    rows = csv_rows(result.stdout)
     assert [r["path"] for r in rows] == [str(good), str(locked)]
     if os.geteuid() != 0:  # root reads anything
         assert result.exit_code == 1 and rows[1]["error"] == "permission denied"
