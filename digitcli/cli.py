@@ -354,7 +354,7 @@ def evaluate(
     metrics = compute_metrics(y_true, y_pred)
     recorded = {
         key: model.metadata[key]
-        for key in ("cv", "test_accuracy", "recipe", "seed", "created")
+        for key in ("cv", "test_accuracy", "validation", "recipe", "seed", "created")
         if key in model.metadata
     }
     if as_json:
@@ -371,6 +371,8 @@ def evaluate(
         notes.append(f"recorded: {cv['folds']}-fold CV {cv['mean']:.4f}")
     if "test_accuracy" in recorded:
         notes.append(f"recorded: test split {recorded['test_accuracy']:.4f}")
+    for v in recorded.get("validation", []):
+        notes.append(f"recorded: {v['accuracy']:.4f} on {v['n']} images in {v['images']}")
     console = Console()
     for table in render_metrics(metrics, source, notes):
         console.print(table)
@@ -499,9 +501,23 @@ def show(
 @click.option(
     "--folds",
     type=click.IntRange(min=2, max=20),
-    default=5,
+    default=10,
     show_default=True,
     help="Cross-validation folds on the training part.",
+)
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="A small recipe for trying things out (128 hidden, augment 1, one network, "
+    "3 folds; about 15 s); options given explicitly still apply.",
+)
+@click.option(
+    "--validate-images",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="Also measure the model on a labelled image folder DIR/<digit>/<file> "
+    "(repeatable; measured only, never fitted).",
 )
 @click.option(
     "--search", is_flag=True, help="Choose layers and alpha by cross-validated grid search."
@@ -530,6 +546,8 @@ def train(
     ensemble: int,
     seed: int,
     folds: int,
+    fast: bool,
+    validate_images: tuple[str, ...],
     search: bool,
     jobs: int,
     out: str,
@@ -544,6 +562,8 @@ def train(
     Examples:
       digitcli train
       digitcli train --hidden-layers 256,128 --alpha 0.01 --out big.npz
+      digitcli train --fast --out quick.npz
+      digitcli train --validate-images my_digits/
       digitcli train --search --jobs 2
     """
     from digitcli import training
@@ -562,6 +582,20 @@ def train(
     if not os.access(out_dir, os.W_OK):
         raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
     recipe = Recipe(hidden_layers, alpha, max_iter, augment, ensemble)
+    if fast:  # the fast preset, except for what was given on the command line
+        ctx = click.get_current_context()
+        given = {
+            name
+            for name in ("hidden_layers", "alpha", "max_iter", "augment", "ensemble", "folds")
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        }
+        recipe = Recipe(
+            **{
+                name: getattr(recipe if name in given else training.FAST_RECIPE, name)
+                for name in ("hidden_layers", "alpha", "max_iter", "augment", "ensemble")
+            }
+        )
+        folds = folds if "folds" in given else training.FAST_FOLDS
     with _progress(quiet) as progress:
         result = training.train(
             recipe,
@@ -569,6 +603,7 @@ def train(
             folds=folds,
             n_jobs=jobs,
             search=training.SEARCH_GRID if search else None,
+            validate_images=validate_images,
             progress=progress,
         )
     path = model_io.save(result.model, out)
@@ -581,8 +616,14 @@ def train(
     click.echo(
         f"recipe:        {result.recipe.describe()} max_iter={result.recipe.max_iter}", err=True
     )
-    click.echo(f"{folds}-fold CV:     {mean:.4f} (on the 80% training part)", err=True)
+    per_fold = result.model.metadata["cv"]["networks_per_fold"]
+    nets = "one network" if per_fold == 1 else f"{per_fold} networks"
+    click.echo(
+        f"{folds}-fold CV:    {mean:.4f} (on the 80% training part, {nets} per fold)", err=True
+    )
     click.echo(f"test accuracy: {result.test_accuracy:.4f} (held-out 20%)", err=True)
+    for v in result.model.metadata.get("validation", []):
+        click.echo(f"images:        {v['accuracy']:.4f} on {v['n']} in {v['images']}", err=True)
     click.echo(f"model saved:   {path}", err=True)
 
 
@@ -618,7 +659,8 @@ def _progress(quiet: bool) -> Iterator[Any]:
         def report(stage: str, done: int, total: int) -> None:
             if stage not in seen:
                 seen.add(stage)
-                click.echo(f"{stage}: {total} fit{'s' if total != 1 else ''}...", err=True)
+                unit = "folder" if stage == "validate" else "fit"
+                click.echo(f"{stage}: {total} {unit}{'s' if total != 1 else ''}...", err=True)
 
         yield report
         return

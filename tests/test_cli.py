@@ -215,11 +215,50 @@ def test_train_is_deterministic(runner, tmp_path, digits):
 def test_train_search_prints_table(runner, tmp_path, monkeypatch):
     from digitcli import training
 
-    monkeypatch.setattr(training, "SEARCH_GRID", {"hidden_layers": [(8,), (24,)], "alpha": [1e-3]})
+    grid = {"hidden_layers": [(8,), (24,)], "ensemble": [1, 2]}
+    monkeypatch.setattr(training, "SEARCH_GRID", grid)
     result = runner.invoke(cli, ["train", *QUICK, "--search", "--out", str(tmp_path / "s.npz")])
     assert result.exit_code == 0, result.output
-    assert "layers=8 alpha" in result.stderr and "layers=24 alpha" in result.stderr
-    assert len(model_io.load(tmp_path / "s.npz").metadata["search"]) == 2
+    for layers in (8, 24):
+        for k in (1, 2):
+            assert f"layers={layers} alpha=0.01 augment=1 ensemble={k}" in result.stderr
+    meta = model_io.load(tmp_path / "s.npz").metadata
+    assert len(meta["search"]) == 4
+    best = max(meta["search"], key=lambda r: r["cv_mean"])
+    assert meta["cv"]["mean"] == pytest.approx(best["cv_mean"])
+    assert meta["cv"]["networks_per_fold"] == meta["recipe"]["ensemble"]
+
+
+def test_train_fast_and_validate_images(runner, tmp_path, make_digit):
+    for d in range(10):
+        make_digit(d, f"val/{d}/a.png", seed=d)
+    out = tmp_path / "fast.npz"
+    result = runner.invoke(
+        cli,
+        [
+            "train",
+            "--fast",
+            "--max-iter",
+            "30",
+            "-j",
+            "1",
+            "--out",
+            str(out),
+            "--validate-images",
+            str(tmp_path / "val"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = model_io.load(out).metadata
+    assert meta["recipe"]["hidden_layers"] == [128] and meta["recipe"]["ensemble"] == 1
+    assert meta["recipe"]["max_iter"] == 30  # given explicitly: kept
+    assert meta["cv"]["folds"] == 3
+    [v] = meta["validation"]
+    assert v["n"] == 10 and v["images"] == str(tmp_path / "val")
+    assert f"on 10 in {tmp_path / 'val'}" in result.stderr
+    shown = runner.invoke(cli, ["eval", "--model", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "on 10 images in" in shown.stdout
 
 
 @pytest.mark.parametrize(
