@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,10 +191,10 @@ def classify(
     bar = not quiet and not (output == "-" and sys.stdout.isatty())
     with _open_output(output) as stream, _classify_progress(bar, inputs, files_from) as tick:
         writer = WRITERS[fmt](stream, probabilities)
+        results = classify_paths(
+            iter_inputs(sources(), stats), model, invert=invert, jobs=jobs or 1
+        )
         try:
-            results = classify_paths(
-                iter_inputs(sources(), stats), model, invert=invert, jobs=jobs or 1
-            )
             for result in results:
                 if (
                     min_confidence is not None
@@ -210,6 +211,11 @@ def classify(
                 failed += result.digit is None
                 tick()
         finally:
+            with warnings.catch_warnings():
+                # Stopped early (Ctrl-C, a closed pipe): joblib would warn that the
+                # conversions still running were cancelled; that is what we want.
+                warnings.simplefilter("ignore")
+                results.close()
             if not quiet:
                 elapsed = time.perf_counter() - started
                 parts = [f"{done - failed} classified", f"{failed} failed"]
