@@ -7,6 +7,7 @@ row is written (and flushed) as soon as it and every row before it are done.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import glob
 import itertools
@@ -286,13 +287,21 @@ def classify_paths(
     Result
         In input order.
     """
-    pending: list[tuple[str, np.ndarray | None, str]] = []
-    for item in iter_features(paths, invert=invert, jobs=jobs, chunk_size=batch_size):
-        pending.append(item)
-        if len(pending) >= batch_size:
-            yield from _predict_pending(pending, model)
-            pending = []
-    yield from _predict_pending(pending, model)
+    limit = contextlib.nullcontext()
+    if jobs > 1:
+        # The forward passes here are tiny; BLAS threads would only spin and take CPU
+        # from the conversion workers (measured: 2.4x slower on 2 cores without this).
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(limits=1)
+    with limit:
+        pending: list[tuple[str, np.ndarray | None, str]] = []
+        for item in iter_features(paths, invert=invert, jobs=jobs, chunk_size=batch_size):
+            pending.append(item)
+            if len(pending) >= batch_size:
+                yield from _predict_pending(pending, model)
+                pending = []
+        yield from _predict_pending(pending, model)
 
 
 def _predict_pending(
