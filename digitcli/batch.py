@@ -6,7 +6,6 @@ row is written (and flushed) as soon as it and every row before it are done.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import csv
 import glob
@@ -182,8 +181,10 @@ def iter_labelled_images(root: str | os.PathLike[str]) -> Iterator[tuple[str, in
             yield path, d
 
 
-def convert_chunk(paths: list[str], invert: bool | None) -> list[tuple[np.ndarray | None, str]]:
-    """Convert several files (one joblib task): features or the error of each.
+def convert_chunk(
+    paths: list[str], invert: bool | None
+) -> list[tuple[str, np.ndarray | None, str]]:
+    """Convert several files (one joblib task): each file's features or its error.
 
     Parameters
     ----------
@@ -194,14 +195,14 @@ def convert_chunk(paths: list[str], invert: bool | None) -> list[tuple[np.ndarra
 
     Returns
     -------
-    list of (features or None, error)
+    list of (path, features or None, error)
     """
-    out: list[tuple[np.ndarray | None, str]] = []
+    out: list[tuple[str, np.ndarray | None, str]] = []
     for path in paths:
         try:
-            out.append((features_from_path(path, invert), ""))
+            out.append((path, features_from_path(path, invert), ""))
         except ImageError as exc:  # features_from_path turns every failure into one
-            out.append((None, str(exc)))
+            out.append((path, None, str(exc)))
     return out
 
 
@@ -210,10 +211,10 @@ def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def iter_features(
+def iter_converted(
     paths: Iterable[str], *, invert: bool | None = None, jobs: int = 1, chunk_size: int = 64
-) -> Iterator[tuple[str, np.ndarray | None, str]]:
-    """Convert files in input order, in parallel when there are many.
+) -> Iterator[list[tuple[str, np.ndarray | None, str]]]:
+    """Convert files in chunks, in input order, in parallel when there are many.
 
     With ``jobs > 1`` and more than one chunk of files, chunks are converted by a joblib
     process pool; results come back in order, and at most a few chunks are in flight, so
@@ -228,11 +229,12 @@ def iter_features(
     jobs : int
         Worker processes (1 = convert here).
     chunk_size : int
-        Files per task.
+        Files per chunk.
 
     Yields
     ------
-    (path, features or None, error)
+    list of (path, features or None, error)
+        One chunk's results.
     """
     chunks = _chunks(iter(paths), chunk_size)
     first = next(chunks, None)
@@ -241,22 +243,13 @@ def iter_features(
     second = next(chunks, None) if jobs > 1 else None
     if second is None:
         for chunk in itertools.chain([first], chunks):
-            yield from zip(chunk, *zip(*convert_chunk(chunk, invert), strict=True), strict=True)
+            yield convert_chunk(chunk, invert)
         return
     from joblib import Parallel, delayed
 
     todo = itertools.chain([first, second], chunks)
-    sent: collections.deque[list[str]] = collections.deque()
-
-    def tasks() -> Iterator[Any]:
-        for chunk in todo:
-            sent.append(chunk)
-            yield delayed(convert_chunk)(chunk, invert)
-
     runner = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")
-    for converted in runner(tasks()):
-        chunk = sent.popleft()
-        yield from zip(chunk, *zip(*converted, strict=True), strict=True)
+    yield from runner(delayed(convert_chunk)(chunk, invert) for chunk in todo)
 
 
 def classify_paths(
@@ -280,7 +273,7 @@ def classify_paths(
     jobs : int
         Worker processes for the conversion.
     batch_size : int
-        How many images share one forward pass.
+        How many images are converted per task and share one forward pass.
 
     Yields
     ------
@@ -295,13 +288,8 @@ def classify_paths(
 
         limit = threadpool_limits(limits=1)
     with limit:
-        pending: list[tuple[str, np.ndarray | None, str]] = []
-        for item in iter_features(paths, invert=invert, jobs=jobs, chunk_size=batch_size):
-            pending.append(item)
-            if len(pending) >= batch_size:
-                yield from _predict_pending(pending, model)
-                pending = []
-        yield from _predict_pending(pending, model)
+        for chunk in iter_converted(paths, invert=invert, jobs=jobs, chunk_size=batch_size):
+            yield from _predict_pending(chunk, model)
 
 
 def _predict_pending(
@@ -409,7 +397,7 @@ __all__ = [
     "JsonlWriter",
     "WRITERS",
     "convert_chunk",
-    "iter_features",
+    "iter_converted",
     "read_path_list",
     "Result",
     "WalkStats",

@@ -170,7 +170,6 @@ def classify(
       find scans -name '*.jpg' | digitcli classify --files-from - -o out.csv
     """
     import itertools
-    import os
     from dataclasses import replace
 
     from digitcli.batch import WRITERS, WalkStats, classify_paths, iter_inputs, read_path_list
