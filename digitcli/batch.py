@@ -60,6 +60,7 @@ class Result:
     confidence: float | None = None
     probabilities: np.ndarray | None = None
     error: str = ""
+    features: np.ndarray | None = None  # the 64 Digits values the model saw
 
 
 def is_image_name(name: str) -> bool:
@@ -305,7 +306,7 @@ def _predict_pending(
             p = probs[k]
             k += 1
             digit = int(p.argmax())
-            yield Result(path, digit, float(p[digit]), p)
+            yield Result(path, digit, float(p[digit]), p, features=features)
 
 
 class CsvWriter:

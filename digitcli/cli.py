@@ -338,7 +338,7 @@ def evaluate(
         if not len(y_true):
             raise click.ClickException(f"no images found in {images}")
         if errors_png:
-            _write_error_sheet(errors_png, results, y_true, y_pred, invert)
+            _write_error_sheet(errors_png, results, y_true, y_pred)
     else:
         if data:
             source = f"optdigits CSV {data}"
@@ -383,21 +383,19 @@ def evaluate(
         console.print(table)
 
 
-def _write_error_sheet(
-    path: str, results: list[Any], y_true: Any, y_pred: Any, invert: bool | None
-) -> None:
-    from digitcli.errors import ImageError
+def _write_error_sheet(path: str, results: list[Any], y_true: Any, y_pred: Any) -> None:
     from digitcli.evaluation import error_sheet
-    from digitcli.imaging import features_from_path
 
-    entries = []
-    for result, truth, predicted in zip(results, y_true, y_pred, strict=True):
-        if truth != predicted:
-            try:
-                grid = features_from_path(result.path, invert).reshape(8, 8)
-            except ImageError:
-                grid = None
-            entries.append((result.path, int(truth), int(predicted), grid))
+    entries = [
+        (
+            result.path,
+            int(truth),
+            int(predicted),
+            None if result.features is None else result.features.reshape(8, 8),
+        )
+        for result, truth, predicted in zip(results, y_true, y_pred, strict=True)
+        if truth != predicted
+    ]
     try:
         error_sheet(entries, path)
     except OSError as exc:
