@@ -495,6 +495,13 @@ def show(
     help="Networks (different seeds) whose probabilities are averaged.",
 )
 @click.option(
+    "--synthetic",
+    type=click.IntRange(min=0, max=10_000),
+    default=DEFAULT_RECIPE.synthetic,
+    show_default=True,
+    help="Synthetic pen-stroke glyphs per digit added to the training data (0 = none).",
+)
+@click.option(
     "--seed",
     type=int,
     default=0,
@@ -512,7 +519,7 @@ def show(
     "--fast",
     is_flag=True,
     help="A small recipe for trying things out (128 hidden, augment 1, one network, "
-    "3 folds; about 15 s); options given explicitly still apply.",
+    "50 synthetic, 3 folds; about 15 s); options given explicitly still apply.",
 )
 @click.option(
     "--validate-images",
@@ -547,6 +554,7 @@ def train(
     max_iter: int,
     augment: int,
     ensemble: int,
+    synthetic: int,
     seed: int,
     folds: int,
     fast: bool,
@@ -584,18 +592,19 @@ def train(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
-    recipe = Recipe(hidden_layers, alpha, max_iter, augment, ensemble)
+    recipe = Recipe(hidden_layers, alpha, max_iter, augment, ensemble, synthetic)
     if fast:  # the fast preset, except for what was given on the command line
         ctx = click.get_current_context()
+        fields = ("hidden_layers", "alpha", "max_iter", "augment", "ensemble", "synthetic")
         given = {
             name
-            for name in ("hidden_layers", "alpha", "max_iter", "augment", "ensemble", "folds")
+            for name in (*fields, "folds")
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
         }
         recipe = Recipe(
             **{
                 name: getattr(recipe if name in given else training.FAST_RECIPE, name)
-                for name in ("hidden_layers", "alpha", "max_iter", "augment", "ensemble")
+                for name in fields
             }
         )
         folds = folds if "folds" in given else training.FAST_FOLDS

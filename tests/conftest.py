@@ -37,7 +37,9 @@ def small_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from digitcli import training
 
     result = training.train(
-        training.Recipe(hidden_layers=(32,), max_iter=40, augment=0), folds=2, n_jobs=1
+        training.Recipe(hidden_layers=(32,), max_iter=40, augment=0, synthetic=0),
+        folds=2,
+        n_jobs=1,
     )
     return model_io.save(result.model, tmp_path_factory.mktemp("model") / "small.npz")
 

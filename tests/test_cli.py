@@ -185,18 +185,23 @@ def test_eval_usage_errors(runner, tmp_path):
     assert result.exit_code == 1 and "no digit folders" in result.stderr
 
 
-QUICK = ["--hidden-layers", "24", "--max-iter", "25", "--augment", "1", "--folds", "2", "-j", "1"]
+QUICK = [
+    *("--hidden-layers", "24", "--max-iter", "25", "--augment", "1", "--synthetic", "0"),
+    *("--folds", "2", "-j", "1"),
+]
 
 
 def test_train_writes_model_and_summary(runner, tmp_path):
     out = tmp_path / "m.npz"
-    result = runner.invoke(cli, ["train", *QUICK, "--out", str(out)])
+    result = runner.invoke(cli, ["train", *QUICK, "--synthetic", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert "test accuracy:" in result.stderr and str(out) in result.stderr
+    assert "synthetic=2" in result.stderr
     model = model_io.load(out)
     assert model.metadata["recipe"]["hidden_layers"] == [24]
     assert model.metadata["recipe"]["augment"] == 1
+    assert model.metadata["recipe"]["synthetic"] == 2
 
 
 def test_train_is_deterministic(runner, tmp_path, digits):
@@ -251,6 +256,7 @@ def test_train_fast_and_validate_images(runner, tmp_path, make_digit):
     assert result.exit_code == 0, result.output
     meta = model_io.load(out).metadata
     assert meta["recipe"]["hidden_layers"] == [128] and meta["recipe"]["ensemble"] == 1
+    assert meta["recipe"]["synthetic"] == 50
     assert meta["recipe"]["max_iter"] == 30  # given explicitly: kept
     assert meta["cv"]["folds"] == 3
     [v] = meta["validation"]
