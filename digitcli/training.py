@@ -159,10 +159,16 @@ def augment(X: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.nd
     if copies <= 0:
         return X, y
     rng = np.random.default_rng(seed)
-    out = np.empty((len(X) * copies, 64))
-    for i, row in enumerate(X):
-        for j in range(copies):
-            out[i * copies + j] = _distorted(row, rng)
+    originals = np.repeat(X, copies, axis=0)
+    out = np.empty_like(originals)
+    for start in range(0, len(originals), _STACK):
+        rows = originals[start : start + _STACK]
+        warped = np.empty((len(rows), _CANVAS, _CANVAS), dtype=np.float32)
+        cuts = np.empty(len(rows))
+        for k, row in enumerate(rows):
+            warped[k] = _distorted_canvas(row, rng)
+            cuts[k] = rng.uniform(0.35, 0.65)
+        out[start : start + len(rows)] = _converted(warped, cuts, rows)
     return np.vstack([X, out]), np.concatenate([y, np.repeat(y, copies)])
 
 
@@ -205,9 +211,11 @@ def synthetic_data(per_digit: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _CANVAS = 48  # the 32x32 grid with room around it for the distortions
+_STACK = 512  # canvases converted together
 
 
-def _distorted(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _distorted_canvas(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An 8x8 image enlarged to its 32x32 grid on the canvas, randomly moved and warped."""
     grid = Image.fromarray((row.reshape(8, 8) / 16).astype(np.float32), mode="F")
     canvas = Image.new("F", (_CANVAS, _CANVAS), 0.0)
     canvas.paste(grid.resize((32, 32), Image.Resampling.BILINEAR), (8, 8))
@@ -216,13 +224,22 @@ def _distorted(row: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             canvas.size, Image.Transform.AFFINE, _random_affine(rng), Image.Resampling.BILINEAR
         )
     )
-    warped = _elastic(moved, rng, strength=3.0)
-    mask = imaging.remove_specks(warped >= rng.uniform(0.35, 0.65))
-    if not mask.any():
-        return row
-    bitmap = imaging.normalise_bitmap(warped, mask, 0.5)
-    bitmap = imaging.remove_slant(imaging.normalise_strokes(bitmap))
-    return imaging.block_counts(bitmap).reshape(64).astype(np.float64)
+    return _elastic(moved, rng, strength=3.0)
+
+
+def _converted(warped: np.ndarray, cuts: np.ndarray, originals: np.ndarray) -> np.ndarray:
+    """Cut each warped canvas at its ink level and convert the stack like real images.
+
+    A canvas with no ink left gives its original image back.
+    """
+    mask = imaging.remove_specks(warped >= cuts[:, None, None])
+    found = mask.any(axis=(1, 2))
+    out = originals.copy()
+    if found.any():
+        bitmap = imaging.normalise_bitmap(warped[found], mask[found], 0.5)
+        bitmap = imaging.remove_slant(imaging.normalise_strokes(bitmap))
+        out[found] = imaging.block_counts(bitmap).reshape(-1, 64)
+    return out
 
 
 def _random_affine(rng: np.random.Generator) -> tuple[float, ...]:

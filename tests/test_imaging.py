@@ -365,3 +365,121 @@ def test_forced_polarity():
     except ImageError:
         return  # refusing it is right too
     assert np.abs(wrong - auto).sum() > 100
+
+
+@pytest.mark.parametrize(
+    ("size_in", "size_out", "resample"),
+    [(12, 32, "BILINEAR"), (27, 20, "BILINEAR"), (300, 32, "BOX"), (45, 7, "BOX"), (32, 32, "BOX")],
+)
+def test_resample_weights_are_pillows(size_in, size_out, resample):
+    """The matrices of normalise_bitmap resample as Image.resize does."""
+    a = np.random.default_rng(size_in).random((size_in, size_in)).astype(np.float32)
+    method = getattr(Image.Resampling, resample)
+    expected = np.asarray(Image.fromarray(a, mode="F").resize((size_out, size_out), method))
+    weights = imaging._resample_weights(size_in, size_out, resample == "BILINEAR")
+    np.testing.assert_allclose(weights @ a @ weights.T, expected, atol=1e-5)
+
+
+def _mixed_files(tmp_path, png_header):
+    files = []
+    for i in range(12):  # same-sized images, converted as one stack
+        path = tmp_path / f"same_{i}.png"
+        render_digit(i % 10, seed=i, size=(28, 28)).convert("L").save(path)
+        files.append(path)
+    for i, size in enumerate([(40, 60), (300, 200), (28, 28)]):
+        path = tmp_path / f"other_{i}.jpg"
+        render_digit(7 - i, seed=50 + i, size=size).save(path)
+        files.append(path)
+    Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "bomb.png").write_bytes(png_header(20_000, 20_000))
+    specks = np.full((28, 28), 255, dtype=np.uint8)
+    specks[5:23, 12:15] = 0
+    specks[1, 1] = specks[26, 3] = 0
+    Image.fromarray(specks).save(tmp_path / "specks.png")
+    names = ["blank.png", "text.png", "bomb.png", "specks.png"]
+    return [str(p) for p in files] + [str(tmp_path / n) for n in names]
+
+
+def test_features_from_paths_equal_one_file_at_a_time(tmp_path, png_header):
+    paths = _mixed_files(tmp_path, png_header)
+    together = imaging.features_from_paths(paths)
+    assert len(together) == len(paths)
+    for path, result in zip(paths, together, strict=True):
+        try:
+            alone = imaging.features_from_path(path)
+        except ImageError as exc:
+            assert isinstance(result, ImageError) and str(result) == str(exc), path
+        else:
+            assert isinstance(result, np.ndarray), (path, result)
+            np.testing.assert_array_equal(result, alone, err_msg=path)
+    errors = [str(r) for r in together if isinstance(r, ImageError)]
+    assert errors == ["no digit found", "cannot identify image file", "too large: 400000000 pixels"]
+
+
+def test_steps_on_a_stack_equal_each_image_alone(digits):
+    rng = np.random.default_rng(0)
+    ink = rng.random((6, 40, 30)).astype(np.float32) * 0.3
+    ink[:, 5:35, 10:14] += 0.7  # a stroke in each, plus noise and a speck
+    ink[2, 1:3, 25:27] = 1.0
+    ink[4, :, 0:2] = 1.0  # clutter along an edge
+    flat = imaging.flatten_background(ink)
+    thresholds, blank = imaging.ink_thresholds(flat)
+    assert not blank.any()
+    mask = imaging.remove_specks(flat > thresholds[:, None, None])
+    bitmaps = imaging.normalise_bitmap(flat, mask, thresholds)
+    strokes = imaging.normalise_strokes(bitmaps)
+    slanted = imaging.remove_slant(strokes)
+    for i in range(len(ink)):
+        np.testing.assert_array_equal(imaging.flatten_background(ink[i]), flat[i])
+        assert imaging.ink_threshold(flat[i]) == thresholds[i]
+        np.testing.assert_array_equal(imaging.remove_specks(flat[i] > thresholds[i]), mask[i])
+        np.testing.assert_array_equal(
+            imaging.normalise_bitmap(flat[i], mask[i], thresholds[i]), bitmaps[i]
+        )
+        np.testing.assert_array_equal(imaging.normalise_strokes(bitmaps[i]), strokes[i])
+        np.testing.assert_array_equal(imaging.remove_slant(strokes[i]), slanted[i])
+    assert not mask[2, 1:3, 25:27].any() and not mask[4, :, 0:2].any()
+    np.testing.assert_array_equal(
+        imaging.block_counts(slanted)[3], imaging.block_counts(slanted[3])
+    )
+
+
+def _flood_fill_areas(mask):
+    """Reference: 8-connected component areas by breadth-first search."""
+    seen = np.zeros_like(mask)
+    areas = []
+    h, w = mask.shape
+    for start in zip(*np.nonzero(mask), strict=True):
+        if seen[start]:
+            continue
+        seen[start] = True
+        todo, area = [start], 0
+        while todo:
+            y, x = todo.pop()
+            area += 1
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    q = (y + dy, x + dx)
+                    if 0 <= q[0] < h and 0 <= q[1] < w and mask[q] and not seen[q]:
+                        seen[q] = True
+                        todo.append(q)
+        areas.append(area)
+    return sorted(areas)
+
+
+@pytest.mark.parametrize("density", [0.3, 0.45, 0.6])
+def test_components_match_a_flood_fill(density):
+    rng = np.random.default_rng(int(density * 100))
+    for _ in range(5):
+        mask = rng.random((37, 23)) < density
+        assert sorted(a for a, _ in imaging.components(mask)) == _flood_fill_areas(mask)
+
+
+def test_a_long_winding_stroke_is_one_component():
+    mask = np.zeros((41, 20), dtype=bool)
+    mask[::2] = True  # rows joined alternately at the right and left ends: a serpentine
+    mask[1::4, -1] = True
+    mask[3::4, 0] = True
+    [(area, _)] = imaging.components(mask)
+    assert area == mask.sum()
