@@ -417,12 +417,14 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     if rows.size == 0:
         return mask.copy()
     label = _label_runs(rows, starts, ends, h)
-    y = rows % h
-    touch = (y == 0) | (y == h - 1) | (starts == 0) | (ends == w - 1)
-    area = np.bincount(label, weights=ends - starts + 1, minlength=rows.size)
     roots = np.flatnonzero(label == np.arange(rows.size))
     image = rows[roots] // h
-    size = area[roots]
+    pieces = np.bincount(image, minlength=n)
+    if pieces.max() <= 1:  # one piece in each image: nothing to judge
+        return mask.copy()
+    y = rows % h
+    touch = (y == 0) | (y == h - 1) | (starts == 0) | (ends == w - 1)
+    size = np.bincount(label, weights=ends - starts + 1, minlength=rows.size)[roots]
     inner = np.bincount(label, weights=touch, minlength=rows.size)[roots] == 0
     inner_ink = np.bincount(image, weights=size * inner, minlength=n)
     other_ink = np.bincount(image, weights=size, minlength=n) - inner_ink
@@ -432,7 +434,7 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     largest = np.zeros(n)
     np.maximum.at(largest, image[candidate], size[candidate])
     keep_root = candidate & (size >= min_fraction * largest[image])
-    keep_root |= np.bincount(image, minlength=n)[image] <= 1  # one piece: nothing to judge
+    keep_root |= pieces[image] <= 1  # one piece: nothing to judge
     keep = np.zeros(rows.size, dtype=bool)
     keep[roots] = keep_root
     flat = stack.reshape(n * h, w)
