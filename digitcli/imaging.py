@@ -805,26 +805,32 @@ def features_from_paths(
         For each path, its ``(64,)`` features or the error that stopped it.
     """
     out: list[np.ndarray | ImageError] = [ImageError("not converted")] * len(paths)
-    by_shape: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+
+    def convert(part: list[tuple[int, np.ndarray]]) -> None:
+        try:
+            ink = ink_strength(np.stack([gray for _, gray in part]), invert)
+            bitmaps, found = bitmaps_from_inks(ink)
+        except Exception as exc:  # noqa: BLE001 - should not happen: say so per file
+            for i, _ in part:
+                out[i] = _read_error(exc)
+            return
+        counts = block_counts(bitmaps).reshape(-1, 64).astype(np.float64)
+        for (i, _), features, ok in zip(part, counts, found, strict=True):
+            out[i] = features if ok else ImageError("no digit found")
+
+    # Decoded images wait by size; a full stack is converted at once, so at most about
+    # STACK_PIXELS pixels of each size are held.
+    waiting: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
     for i, path in enumerate(paths):
         try:
             gray = to_gray(open_image(path))
         except Exception as exc:  # noqa: BLE001 - that file's error, never a crash
             out[i] = _read_error(exc)
             continue
-        by_shape.setdefault(gray.shape, []).append((i, gray))
-    for shape, items in by_shape.items():
-        per_stack = max(1, STACK_PIXELS // (shape[0] * shape[1]))
-        for k in range(0, len(items), per_stack):
-            part = items[k : k + per_stack]
-            try:
-                ink = ink_strength(np.stack([gray for _, gray in part]), invert)
-                bitmaps, found = bitmaps_from_inks(ink)
-            except Exception as exc:  # noqa: BLE001 - should not happen: say so per file
-                for i, _ in part:
-                    out[i] = _read_error(exc)
-                continue
-            counts = block_counts(bitmaps).reshape(-1, 64).astype(np.float64)
-            for (i, _), features, ok in zip(part, counts, found, strict=True):
-                out[i] = features if ok else ImageError("no digit found")
+        part = waiting.setdefault(gray.shape, [])
+        part.append((i, gray))
+        if len(part) * gray.size >= STACK_PIXELS:
+            convert(waiting.pop(gray.shape))
+    for part in waiting.values():
+        convert(part)
     return out
