@@ -6,6 +6,7 @@ Exit codes: 0 fine, 1 some input failed or a runtime error, 2 usage error, 130 i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import math
@@ -595,7 +596,7 @@ def train(
     recipe = Recipe(hidden_layers, alpha, max_iter, augment, ensemble, synthetic)
     if fast:  # the fast preset, except for what was given on the command line
         ctx = click.get_current_context()
-        fields = ("hidden_layers", "alpha", "max_iter", "augment", "ensemble", "synthetic")
+        fields = [field.name for field in dataclasses.fields(Recipe)]
         given = {
             name
             for name in (*fields, "folds")

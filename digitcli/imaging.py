@@ -16,6 +16,7 @@ import functools
 import os
 import re
 import warnings
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -453,11 +454,10 @@ def ink_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     ImageError
         ``no digit found`` if the mask is empty.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    if not mask.any():
         raise ImageError("no digit found")
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    top, bottom, left, right = (int(edge[0]) for edge in _boxes(mask[None]))
+    return top, bottom, left, right
 
 
 def _boxes(stack: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -654,6 +654,37 @@ def block_counts(bitmap: np.ndarray) -> np.ndarray:
     return bitmap.reshape(*bitmap.shape[:-2], 8, 4, 8, 4).sum(axis=(-3, -1))
 
 
+def bitmaps_from_masks(
+    ink: np.ndarray, mask: np.ndarray, thresholds: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The NIST steps after the ink mask, for a stack: specks, 20x32 stretch, strokes, deslant.
+
+    Parameters
+    ----------
+    ink : numpy.ndarray
+        ``(n, h, w)`` ink strength.
+    mask : numpy.ndarray
+        bool ``(n, h, w)`` ink mask, before :func:`remove_specks`.
+    thresholds : float or numpy.ndarray
+        The ink level of each mask (see :func:`normalise_bitmap`).
+
+    Returns
+    -------
+    bitmaps : numpy.ndarray
+        bool ``(n, 32, 32)``; empty where the cleaned mask is.
+    found : numpy.ndarray
+        bool ``(n,)``: the cleaned mask holds ink.
+    """
+    mask = remove_specks(mask)
+    found = mask.any(axis=(1, 2))
+    bitmaps = np.zeros((len(mask), 32, 32), dtype=bool)
+    if found.any():
+        levels = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), found.shape)
+        bitmap = normalise_bitmap(ink[found], mask[found], levels[found])
+        bitmaps[found] = remove_slant(normalise_strokes(bitmap))
+    return bitmaps, found
+
+
 def bitmaps_from_inks(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The normalised 32x32 bitmaps of a stack of same-sized ink maps (every step but counting).
 
@@ -671,13 +702,8 @@ def bitmaps_from_inks(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     ink = flatten_background(ink)
     thresholds, blank = ink_thresholds(ink)
-    mask = remove_specks(ink > thresholds[:, None, None])
-    found = ~blank & mask.any(axis=(1, 2))
-    bitmaps = np.zeros((len(ink), 32, 32), dtype=bool)
-    if found.any():
-        bitmap = normalise_bitmap(ink[found], mask[found], thresholds[found])
-        bitmaps[found] = remove_slant(normalise_strokes(bitmap))
-    return bitmaps, found
+    mask = (ink > thresholds[:, None, None]) & ~blank[:, None, None]
+    return bitmaps_from_masks(ink, mask, thresholds)
 
 
 def bitmap_from_image(img: Image.Image, invert: bool | None = None) -> np.ndarray:
@@ -783,6 +809,69 @@ def features_from_path(path: str | os.PathLike[str], invert: bool | None = None)
 STACK_PIXELS = 1 << 20
 
 
+def _convert_grays(
+    grays: Iterable[tuple[int, np.ndarray]],
+    out: list[np.ndarray | ImageError],
+    invert: bool | None,
+) -> None:
+    """Convert ``(index, grey image)`` pairs into ``out[index]``, same-sized ones as stacks.
+
+    Images wait by size; a full stack (about :data:`STACK_PIXELS` pixels) is converted at
+    once, so few decoded images are held at a time.
+    """
+
+    def convert(part: list[tuple[int, np.ndarray]]) -> None:
+        try:
+            ink = ink_strength(np.stack([gray for _, gray in part]), invert)
+            bitmaps, found = bitmaps_from_inks(ink)
+        except Exception as exc:  # noqa: BLE001 - should not happen: say so per file
+            for i, _ in part:
+                out[i] = _read_error(exc)
+            return
+        counts = block_counts(bitmaps).reshape(-1, 64).astype(np.float64)
+        for (i, _), features, ok in zip(part, counts, found, strict=True):
+            out[i] = features if ok else ImageError("no digit found")
+
+    waiting: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    for i, gray in grays:
+        part = waiting.setdefault(gray.shape, [])
+        part.append((i, gray))
+        if len(part) * gray.size >= STACK_PIXELS:
+            convert(waiting.pop(gray.shape))
+    for part in waiting.values():
+        convert(part)
+
+
+def features_from_images(
+    images: Iterable[Image.Image], invert: bool | None = None
+) -> list[np.ndarray | ImageError]:
+    """Digits features of decoded images, same-sized ones converted together as stacks.
+
+    The result is the same as :func:`features_from_image` on each image.
+
+    Parameters
+    ----------
+    images : iterable of PIL.Image.Image
+        The images (consumed lazily).
+    invert : bool or None
+        Polarity, see :func:`ink_strength`.
+
+    Returns
+    -------
+    list of numpy.ndarray or ImageError
+        For each image, its ``(64,)`` features or ``no digit found``.
+    """
+    out: list[np.ndarray | ImageError] = []
+
+    def grays() -> Iterator[tuple[int, np.ndarray]]:
+        for i, img in enumerate(images):
+            out.append(ImageError("not converted"))
+            yield i, to_gray(img)
+
+    _convert_grays(grays(), out, invert)
+    return out
+
+
 def features_from_paths(
     paths: list[str], invert: bool | None = None
 ) -> list[np.ndarray | ImageError]:
@@ -806,31 +895,14 @@ def features_from_paths(
     """
     out: list[np.ndarray | ImageError] = [ImageError("not converted")] * len(paths)
 
-    def convert(part: list[tuple[int, np.ndarray]]) -> None:
-        try:
-            ink = ink_strength(np.stack([gray for _, gray in part]), invert)
-            bitmaps, found = bitmaps_from_inks(ink)
-        except Exception as exc:  # noqa: BLE001 - should not happen: say so per file
-            for i, _ in part:
+    def grays() -> Iterator[tuple[int, np.ndarray]]:
+        for i, path in enumerate(paths):
+            try:
+                gray = to_gray(open_image(path))
+            except Exception as exc:  # noqa: BLE001 - that file's error, never a crash
                 out[i] = _read_error(exc)
-            return
-        counts = block_counts(bitmaps).reshape(-1, 64).astype(np.float64)
-        for (i, _), features, ok in zip(part, counts, found, strict=True):
-            out[i] = features if ok else ImageError("no digit found")
+                continue
+            yield i, gray
 
-    # Decoded images wait by size; a full stack is converted at once, so at most about
-    # STACK_PIXELS pixels of each size are held.
-    waiting: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-    for i, path in enumerate(paths):
-        try:
-            gray = to_gray(open_image(path))
-        except Exception as exc:  # noqa: BLE001 - that file's error, never a crash
-            out[i] = _read_error(exc)
-            continue
-        part = waiting.setdefault(gray.shape, [])
-        part.append((i, gray))
-        if len(part) * gray.size >= STACK_PIXELS:
-            convert(waiting.pop(gray.shape))
-    for part in waiting.values():
-        convert(part)
+    _convert_grays(grays(), out, invert)
     return out

@@ -202,12 +202,15 @@ def synthetic_data(per_digit: int) -> tuple[np.ndarray, np.ndarray]:
     """
     from digitcli.synth import render_digit
 
-    X = np.empty((10 * per_digit, 64))
     y = np.repeat(np.arange(10, dtype=np.int64), per_digit)
-    for i, digit in enumerate(y):
-        img = render_digit(int(digit), seed=SYNTH_SEED + i, size=(SYNTH_SIZE, SYNTH_SIZE))
-        X[i] = imaging.features_from_image(img)
-    return X, y
+    glyphs = (
+        render_digit(int(digit), seed=SYNTH_SEED + i, size=(SYNTH_SIZE, SYNTH_SIZE))
+        for i, digit in enumerate(y)
+    )
+    features = imaging.features_from_images(glyphs)
+    if not all(isinstance(row, np.ndarray) for row in features):
+        raise ValueError("a synthetic glyph has no ink")  # the generator always draws some
+    return np.vstack(features), y
 
 
 _CANVAS = 48  # the 32x32 grid with room around it for the distortions
@@ -232,13 +235,9 @@ def _converted(warped: np.ndarray, cuts: np.ndarray, originals: np.ndarray) -> n
 
     A canvas with no ink left gives its original image back.
     """
-    mask = imaging.remove_specks(warped >= cuts[:, None, None])
-    found = mask.any(axis=(1, 2))
+    bitmaps, found = imaging.bitmaps_from_masks(warped, warped >= cuts[:, None, None], 0.5)
     out = originals.copy()
-    if found.any():
-        bitmap = imaging.normalise_bitmap(warped[found], mask[found], 0.5)
-        bitmap = imaging.remove_slant(imaging.normalise_strokes(bitmap))
-        out[found] = imaging.block_counts(bitmap).reshape(-1, 64)
+    out[found] = imaging.block_counts(bitmaps[found]).reshape(-1, 64)
     return out
 
 
