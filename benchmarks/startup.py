@@ -9,32 +9,21 @@ wall time and their ratio. The goal: the ratio stays at or below 2.0.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _common import digitcli_exe, wall
+
 from digitcli.synth import render_digit
-
-
-def wall(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    exe = shutil.which("digitcli", path=str(Path(sys.executable).parent)) or shutil.which(
-        "digitcli"
-    )
-    if not exe:
-        sys.exit("digitcli is not installed next to this python")
+    exe = digitcli_exe()
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "one.png"
         render_digit(5, size=(28, 28)).save(image)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import digitcli_exe, wall
 
 from digitcli.synth import render_digit
 
@@ -33,21 +33,6 @@ for root, _, files in os.walk(folder):
         with Image.open(os.path.join(root, name)) as im:
             im.load()
 """
-
-
-def digitcli_exe() -> str:
-    exe = shutil.which("digitcli", path=str(Path(sys.executable).parent)) or shutil.which(
-        "digitcli"
-    )
-    if not exe:
-        sys.exit("digitcli is not installed next to this python")
-    return exe
-
-
-def wall(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def make_pngs(folder: Path, n: int) -> None:
@@ -75,11 +60,11 @@ def compare(folder: Path, repeat: int) -> None:
     out = folder.parent / "out.csv"
     classify = [exe, "classify", str(folder), "-o", str(out), "-q"]
     decode = [sys.executable, "-c", DECODE_LOOP, str(folder)]
-    wall(decode)  # warm the file cache
+    wall(decode, check=False)  # warm the file cache
     times: dict[str, list[float]] = {"classify": [], "decode": []}
     for _ in range(repeat):
-        times["classify"].append(wall(classify))
-        times["decode"].append(wall(decode))
+        times["classify"].append(wall(classify, check=False))
+        times["decode"].append(wall(decode, check=False))
     n = sum(len(files) for _, _, files in os.walk(folder))
     c, d = statistics.median(times["classify"]), statistics.median(times["decode"])
     print(f"files: {n}, runs: {repeat} each, alternating, median wall time")
