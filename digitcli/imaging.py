@@ -13,6 +13,7 @@ small pure function here; :func:`bitmap_from_image` and :func:`features_from_pat
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import warnings
@@ -101,11 +102,21 @@ def _open_bounded(path: str | os.PathLike[str]) -> Image.Image:
             src.draft(mode, (int(src.width / scale) + 1, int(src.height / scale) + 1))
         src.load()
         # Only a rotated or mirrored image needs the (copying) transpose.
-        needs_turn = src.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9)
-        img = ImageOps.exif_transpose(src) if needs_turn else src
+        img = ImageOps.exif_transpose(src) if _orientation(src) in range(2, 9) else src
     if max(img.size) > WORK_SIZE:
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
     return img
+
+
+#: Where Pillow finds an orientation: EXIF blocks, PNG's text copy of one, XMP packets.
+_ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored), read only when the file has metadata."""
+    if not hasattr(img, "tag_v2") and not any(key in img.info for key in _ORIENTATION_KEYS):
+        return 1  # most files: parsing an empty EXIF block would cost more than the checks
+    return img.getexif().get(ExifTags.Base.Orientation, 1)
 
 
 def to_gray(img: Image.Image) -> np.ndarray:
@@ -121,6 +132,16 @@ def to_gray(img: Image.Image) -> np.ndarray:
     numpy.ndarray
         float32 array of shape ``(height, width)``.
     """
+    return _scaled(_gray_pixels(img))
+
+
+def _scaled(gray: np.ndarray) -> np.ndarray:
+    """Grey levels from :func:`_gray_pixels` (one image or a stack) as float32 in 0..1."""
+    return gray.astype(np.float32) / np.float32(255) if gray.dtype == np.uint8 else gray
+
+
+def _gray_pixels(img: Image.Image) -> np.ndarray:
+    """:func:`to_gray`, but 8-bit grey levels stay uint8 0..255 (scaled later, a stack at once)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
         lo, hi = float(a.min()), float(a.max())
@@ -141,7 +162,8 @@ def to_gray(img: Image.Image) -> np.ndarray:
         return lum
     if img.mode != "L":
         img = img.convert("L")
-    return np.asarray(img, dtype=np.float32) / 255.0
+    # Cheaper than np.asarray(img), which also goes through tobytes().
+    return np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(img.height, img.width)
 
 
 def _as_stack(a: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -177,29 +199,55 @@ def ink_strength(gray: np.ndarray, invert: bool | None = None) -> np.ndarray:
     return np.where(np.asarray(light_ink)[..., None, None], gray, 1.0 - gray)
 
 
-@functools.lru_cache(maxsize=256)
-def _edge_index(n: int, r: int) -> np.ndarray:
-    """Positions ``-r .. n + r - 1`` clipped to ``0 .. n - 1`` (edges repeated)."""
-    return np.clip(np.arange(-r, n + r), 0, n - 1)
+def _filter_axis(
+    a: np.ndarray, r: int, op: np.ufunc, axis: int, work: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """``op`` over the window ``x - r .. x + r`` along axis -1 or -2, edges repeated.
 
+    The stack is padded with its edges, then each term of the window is one operation on
+    the whole padded stack seen as a flat array, shifted by the term's offset (positions
+    whose window crosses into the next row or image are cut off at the end). The terms are
+    taken in order of position, so a float sum adds them in a fixed order.
 
-def _rank_filter(a: np.ndarray, size: int, op: np.ufunc) -> np.ndarray:
-    """Separable min, max or sum filter over the last two axes.
-
-    ``op`` is ``np.minimum``, ``np.maximum`` or ``np.add``. Edges are repeated (indexing with
-    clipped positions: cheaper than ``np.pad``).
+    `work` is two flat buffers, each large enough for the padded stack: the padded copy
+    goes into the first, the result into the second (returned as a view of it), so `a`
+    may be a view of the second.
     """
-    r = size // 2
     h, w = a.shape[-2:]
-    wide = a[..., _edge_index(w, r)]
-    rows = wide[..., :w].copy()
-    for i in range(1, size):
-        op(rows, wide[..., i : i + w], out=rows)
-    tall = rows[..., _edge_index(h, r), :]
-    out = tall[..., :h, :].copy()
-    for i in range(1, size):
-        op(out, tall[..., i : i + h, :], out=out)
-    return out
+    shape = (*a.shape[:-1], w + 2 * r) if axis == -1 else (*a.shape[:-2], h + 2 * r, w)
+    size = math.prod(shape)
+    padded, out = work[0][:size], work[1][:size]
+    grid = padded.reshape(shape)
+    if axis == -1:
+        grid[..., r : r + w], grid[..., :r], grid[..., r + w :] = a, a[..., :1], a[..., -1:]
+    else:
+        grid[..., r : r + h, :], grid[..., :r, :] = a, a[..., :1, :]
+        grid[..., r + h :, :] = a[..., -1:, :]
+    step = 1 if axis == -1 else w
+    n = size - 2 * r * step  # positions whose window lies inside the padded stack
+    out[:n] = padded[:n]
+    for i in range(1, 2 * r + 1):
+        op(out[:n], padded[i * step : n + i * step], out=out[:n])
+    return out.reshape(shape)[..., :w] if axis == -1 else out.reshape(shape)[..., :h, :]
+
+
+def _rank_filter(
+    a: np.ndarray, size: int, op: np.ufunc, work: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """Separable min, max or sum filter over the last two axes, edges repeated.
+
+    ``op`` is ``np.minimum``, ``np.maximum`` or ``np.add``; `size` is odd. With `work`
+    (see :func:`_work_buffers`) the result is a view of ``work[1]``.
+    """
+    work = work if work is not None else _work_buffers(a, size // 2)
+    return _filter_axis(_filter_axis(a, size // 2, op, -1, work), size // 2, op, -2, work)
+
+
+def _work_buffers(a: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two flat buffers for :func:`_filter_axis` on `a` with windows of radius up to `r`."""
+    h, w = a.shape[-2:]
+    size = math.prod(a.shape[:-2]) * (h + 2 * r) * (w + 2 * r)
+    return np.empty(size, dtype=a.dtype), np.empty(size, dtype=a.dtype)
 
 
 def _resize_each(
@@ -242,32 +290,39 @@ def flatten_background(ink: np.ndarray, work: int = 64) -> np.ndarray:
     # Windows of 5 pixels at the work size; smaller images use proportionally smaller ones.
     k = 5 if scale <= 1.0 else max(3, int(5 / scale) | 1)
     # An opening: a min filter (two passes of k = one of 2k-1) then a max filter of k.
-    ground = _rank_filter(_rank_filter(small, 2 * k - 1, np.minimum), k, np.maximum)
+    work = _work_buffers(small, k - 1)  # every pass reuses the same two buffers
+    ground = _rank_filter(_rank_filter(small, 2 * k - 1, np.minimum, work), k, np.maximum, work)
     for _ in range(2):  # two box means: a smooth ground, like a Gaussian blur
-        ground = _rank_filter(ground, k, np.add) / np.float32(k * k)
+        ground = _rank_filter(ground, k, np.add, work)
+        ground /= np.float32(k * k)
     if scale < 1.0:
         ground = _resize_each(ground, (w, h), Image.Resampling.BILINEAR)
-    out = np.maximum(stack - ground, 0.0)  # ink and ground are both in 0..1
+    out = np.subtract(stack, ground)
+    np.maximum(out, 0.0, out=out)  # ink and ground are both in 0..1
     return out[0] if single else out
 
 
 def _histograms(stack: np.ndarray) -> np.ndarray:
     """256-bin histogram of each image of a stack of values in 0..1: ``(n, 256)``."""
     n = stack.shape[0]
-    bins = np.clip((stack.reshape(n, -1) * 255.0 + 0.5).astype(np.intp), 0, 255)
-    bins += np.arange(n)[:, None] * 256
+    levels = stack.reshape(n, -1) * np.float32(255.0) + np.float32(0.5)
+    np.minimum(levels, 255.0, out=levels)
+    np.maximum(levels, 0.0, out=levels)
+    bins = levels.astype(np.intp)
+    bins += np.arange(0, n * 256, 256)[:, None]  # one run of 256 bins per image
     return np.bincount(bins.ravel(), minlength=n * 256).reshape(n, 256).astype(np.float64)
 
 
 def _otsu(hist: np.ndarray) -> np.ndarray:
     """Otsu's threshold (0..1) of each row of ``(n, 256)`` histograms."""
-    levels = np.arange(256) / 255.0
-    w0 = np.cumsum(hist, axis=-1)
-    w1 = w0[..., -1:] - w0
-    m0 = np.cumsum(hist * levels, axis=-1)
-    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mu1 = np.divide(m0[..., -1:] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    between = w0 * w1 * (mu0 - mu1) ** 2
+    w0 = np.cumsum(hist, axis=-1)  # pixels at or below each level
+    m0 = np.cumsum(hist * (np.arange(256) / 255.0), axis=-1)  # and the sum of their values
+    total, mass = w0[..., -1:], m0[..., -1:]
+    # The between-class variance w0 * w1 * (mean0 - mean1) ** 2, with the means divided out.
+    spread = w0 * (total - w0)
+    between = (m0 * total - mass * w0) ** 2
+    np.divide(between, spread, out=between, where=spread > 0)
+    between[spread <= 0] = 0.0
     return (np.argmax(between, axis=-1) + 0.5) / 255.0
 
 
@@ -331,12 +386,13 @@ def _runs(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Runs come in row-major order.
     """
     n, h, w = stack.shape
-    padded = np.zeros((n * h, w + 2), dtype=np.int8)
+    padded = np.zeros((n * h, w + 2), dtype=bool)  # every row starts and ends with ground
     padded[:, 1:-1] = stack.reshape(n * h, w)
-    edges = np.diff(padded, axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)[1] - 1
-    return rows, starts, ends
+    flat = padded.ravel()
+    first = np.flatnonzero(flat[1:] & ~flat[:-1]) + 1  # flat positions of run starts
+    last = np.flatnonzero(flat[:-1] & ~flat[1:])  # and of run ends
+    rows, starts = np.divmod(first, w + 2)
+    return rows, starts - 1, last % (w + 2) - 1
 
 
 def _label_runs(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, h: int) -> np.ndarray:
@@ -423,6 +479,11 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     pieces = np.bincount(image, minlength=n)
     if pieces.max() <= 1:  # one piece in each image: nothing to judge
         return mask.copy()
+    multi = pieces > 1
+    if not multi.all():  # judge only the images with several pieces
+        out = stack.copy()
+        out[multi] = remove_specks(stack[multi], min_fraction)
+        return out[0] if single else out
     y = rows % h
     touch = (y == 0) | (y == h - 1) | (starts == 0) | (ends == w - 1)
     size = np.bincount(label, weights=ends - starts + 1, minlength=rows.size)[roots]
@@ -435,7 +496,6 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     largest = np.zeros(n)
     np.maximum.at(largest, image[candidate], size[candidate])
     keep_root = candidate & (size >= min_fraction * largest[image])
-    keep_root |= pieces[image] <= 1  # one piece: nothing to judge
     keep = np.zeros(rows.size, dtype=bool)
     keep[roots] = keep_root
     flat = stack.reshape(n * h, w)
@@ -540,39 +600,77 @@ def normalise_bitmap(
     out_width = glyph_width(height, width)
     enlarge = height < BOX_HEIGHT
     thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,))
-    levels = np.where(
-        masks, np.where(enlarge[:, None, None], inks / thresholds[:, None, None], 1.0), 0.0
-    )
+    # What is resampled: grey levels relative to the threshold (enlarging), else the mask.
+    levels = inks / thresholds[:, None, None]
+    levels[~enlarge] = 1.0
+    np.multiply(levels, masks, out=levels)
     rows = np.zeros((n, 32, masks.shape[1]))
-    cols = np.zeros((n, 32, masks.shape[2]))
+    cols = np.zeros((n, masks.shape[2], 32))  # transposed: the product needs no copy
     for i, (t, b, lft, r, w, up) in enumerate(
         zip(*(a.tolist() for a in (top, bottom, left, right, out_width, enlarge)), strict=True)
     ):
         rows[i, :, t:b] = _resample_weights(b - t, BOX_HEIGHT, up)
         x0 = (32 - w) // 2
-        cols[i, x0 : x0 + w, lft:r] = _resample_weights(r - lft, w, up)
-    resampled = rows @ levels @ cols.transpose(0, 2, 1)
+        cols[i, lft:r, x0 : x0 + w] = _resample_weights(r - lft, w, up).T
+    resampled = rows @ levels @ cols
     # Exact coverage ties (a quarter of a pixel) are common: decide them the same whatever
     # the order of the sums.
     out = resampled >= np.where(enlarge, 1.0, REDUCE_COVER)[:, None, None] - 1e-9
     return out[0] if single else out
 
 
-def _erode(b: np.ndarray) -> np.ndarray:
-    out = b.copy()
-    out[..., 1:, :] &= b[..., :-1, :]
-    out[..., :-1, :] &= b[..., 1:, :]
-    out[..., :, 1:] &= b[..., :, :-1]
-    out[..., :, :-1] &= b[..., :, 1:]
+#: Bits set in each byte value.
+_BIT_COUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_ROW = np.uint64(0xFFFF_FFFF)  # the 32 columns of a packed row
+
+
+def _pack(bitmaps: np.ndarray) -> np.ndarray:
+    """``(n, 32, 32)`` bool bitmaps as ``(n, 32)`` uint64 rows, column 0 in bit 31."""
+    return np.packbits(bitmaps, axis=-1).view(">u4")[..., 0].astype(np.uint64)
+
+
+def _unpack(rows: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`_pack`."""
+    octets = rows.astype(">u4").view(np.uint8).reshape(*rows.shape, 4)
+    return np.unpackbits(octets, axis=-1).view(bool)
+
+
+def _on_pixels(rows: np.ndarray) -> np.ndarray:
+    """On-pixels of each packed bitmap ``(n, 32)``: ``(n,)``."""
+    n = rows.shape[0]
+    return _BIT_COUNT[rows.astype(">u4").view(np.uint8)].reshape(n, -1).sum(axis=1)
+
+
+def _erode(rows: np.ndarray) -> np.ndarray:
+    """4-neighbour erosion of packed bitmaps; pixels outside the bitmap do not count."""
+    out = rows & ((rows >> 1) | np.uint64(1 << 31)) & ((rows << 1) | np.uint64(1))
+    out[:, 1:] &= rows[:, :-1]
+    out[:, :-1] &= rows[:, 1:]
     return out
 
 
-def _dilate(b: np.ndarray) -> np.ndarray:
-    out = b.copy()
-    out[..., 1:, :] |= b[..., :-1, :]
-    out[..., :-1, :] |= b[..., 1:, :]
-    out[..., :, 1:] |= b[..., :, :-1]
-    out[..., :, :-1] |= b[..., :, 1:]
+def _dilate(rows: np.ndarray) -> np.ndarray:
+    """4-neighbour dilation of packed bitmaps."""
+    out = rows | (rows >> 1) | ((rows << 1) & _ROW)
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
+
+
+def _strokes_packed(rows: np.ndarray) -> np.ndarray:
+    on = _on_pixels(rows)
+    out = rows.copy()
+    for times, step, chosen in (
+        (2, _erode, on > 560),
+        (1, _erode, (on > 412) & (on <= 560)),
+        (1, _dilate, (on >= 108) & (on < 256)),
+        (2, _dilate, on < 108),
+    ):
+        if chosen.any():
+            changed = rows[chosen]
+            for _ in range(times):
+                changed = step(changed)
+            out[chosen] = changed
     return out
 
 
@@ -593,20 +691,29 @@ def normalise_strokes(bitmap: np.ndarray) -> np.ndarray:
         Same shape.
     """
     stack, single = _as_stack(bitmap)
-    on = stack.sum(axis=(1, 2))
-    out = stack.copy()
-    for times, step, chosen in (
-        (2, _erode, on > 560),
-        (1, _erode, (on > 412) & (on <= 560)),
-        (1, _dilate, (on >= 108) & (on < 256)),
-        (2, _dilate, on < 108),
-    ):
-        if chosen.any():
-            changed = stack[chosen]
-            for _ in range(times):
-                changed = step(changed)
-            out[chosen] = changed
+    out = _unpack(_strokes_packed(_pack(stack)))
     return out[0] if single else out
+
+
+def _first_column(rows: np.ndarray) -> np.ndarray:
+    """Column of the leftmost on-pixel of packed rows (32 for an empty row)."""
+    return 32 - np.frexp(rows.astype(np.float64))[1]
+
+
+def _deslant_packed(rows: np.ndarray) -> np.ndarray:
+    n, n_rows = rows.shape
+    inked = rows != 0
+    top = inked.argmax(axis=1)
+    bottom = n_rows - 1 - inked[:, ::-1].argmax(axis=1)
+    images = np.arange(n)
+    left_top = _first_column(rows[images, top])
+    left_bottom = _first_column(rows[images, bottom])
+    slope = np.where(bottom > top, (left_bottom - left_top) / np.maximum(bottom - top, 1), 0.0)
+    shifts = np.rint(slope[:, None] * (np.arange(n_rows) - (top + bottom)[:, None] / 2))
+    # Row y takes its pixels from `shift` columns to its right: a left shift of the bits.
+    left = np.clip(shifts, 0, 63).astype(np.uint64)
+    right = np.clip(-shifts, 0, 63).astype(np.uint64)
+    return ((rows << left) & _ROW) >> right
 
 
 def remove_slant(bitmap: np.ndarray) -> np.ndarray:
@@ -623,19 +730,17 @@ def remove_slant(bitmap: np.ndarray) -> np.ndarray:
         Same shape; ink shifted past the sides is cut off.
     """
     stack, single = _as_stack(bitmap)
-    n, n_rows, n_cols = stack.shape
-    inked = stack.any(axis=2)
-    top = inked.argmax(axis=1)
-    bottom = n_rows - 1 - inked[:, ::-1].argmax(axis=1)
-    images = np.arange(n)
-    left_top = stack[images, top].argmax(axis=1)
-    left_bottom = stack[images, bottom].argmax(axis=1)
-    slope = np.where(bottom > top, (left_bottom - left_top) / np.maximum(bottom - top, 1), 0.0)
-    shifts = np.rint(slope[:, None] * (np.arange(n_rows) - (top + bottom)[:, None] / 2))
-    source = np.arange(n_cols) + shifts.astype(np.intp)[:, :, None]  # row y moves left
-    inside = (source >= 0) & (source < n_cols)
-    out = np.take_along_axis(stack, np.clip(source, 0, n_cols - 1), axis=2) & inside
+    out = _unpack(_deslant_packed(_pack(stack)))
     return out[0] if single else out
+
+
+#: Shifts that bring each 4-column block of a packed row into the low 4 bits.
+_BLOCK_SHIFTS = np.arange(28, -1, -4, dtype=np.uint64)
+
+
+def _counts_packed(rows: np.ndarray) -> np.ndarray:
+    nibbles = (rows[:, :, None] >> _BLOCK_SHIFTS) & np.uint64(0xF)
+    return _BIT_COUNT[nibbles].reshape(-1, 8, 4, 8).sum(axis=2, dtype=np.intp)
 
 
 def block_counts(bitmap: np.ndarray) -> np.ndarray:
@@ -651,7 +756,9 @@ def block_counts(bitmap: np.ndarray) -> np.ndarray:
     numpy.ndarray
         int ``(8, 8)`` (or ``(n, 8, 8)``), values 0..16.
     """
-    return bitmap.reshape(*bitmap.shape[:-2], 8, 4, 8, 4).sum(axis=(-3, -1))
+    stack, single = _as_stack(bitmap)
+    out = _counts_packed(_pack(stack))
+    return out[0] if single else out
 
 
 def bitmaps_from_masks(
@@ -681,7 +788,7 @@ def bitmaps_from_masks(
     if found.any():
         levels = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), found.shape)
         bitmap = normalise_bitmap(ink[found], mask[found], levels[found])
-        bitmaps[found] = remove_slant(normalise_strokes(bitmap))
+        bitmaps[found] = _unpack(_deslant_packed(_strokes_packed(_pack(bitmap))))
     return bitmaps, found
 
 
@@ -816,13 +923,14 @@ def _convert_grays(
 ) -> None:
     """Convert ``(index, grey image)`` pairs into ``out[index]``, same-sized ones as stacks.
 
-    Images wait by size; a full stack (about :data:`STACK_PIXELS` pixels) is converted at
-    once, so few decoded images are held at a time.
+    The grey images are :func:`_gray_pixels`. Images wait by size and type; a full stack
+    (about :data:`STACK_PIXELS` pixels) is converted at once, so few decoded images are held
+    at a time.
     """
 
     def convert(part: list[tuple[int, np.ndarray]]) -> None:
         try:
-            ink = ink_strength(np.stack([gray for _, gray in part]), invert)
+            ink = ink_strength(_scaled(np.stack([gray for _, gray in part])), invert)
             bitmaps, found = bitmaps_from_inks(ink)
         except Exception as exc:  # noqa: BLE001 - should not happen: say so per file
             for i, _ in part:
@@ -832,12 +940,13 @@ def _convert_grays(
         for (i, _), features, ok in zip(part, counts, found, strict=True):
             out[i] = features if ok else ImageError("no digit found")
 
-    waiting: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    waiting: dict[tuple[object, ...], list[tuple[int, np.ndarray]]] = {}
     for i, gray in grays:
-        part = waiting.setdefault(gray.shape, [])
+        key = (*gray.shape, gray.dtype)
+        part = waiting.setdefault(key, [])
         part.append((i, gray))
         if len(part) * gray.size >= STACK_PIXELS:
-            convert(waiting.pop(gray.shape))
+            convert(waiting.pop(key))
     for part in waiting.values():
         convert(part)
 
@@ -866,7 +975,7 @@ def features_from_images(
     def grays() -> Iterator[tuple[int, np.ndarray]]:
         for i, img in enumerate(images):
             out.append(ImageError("not converted"))
-            yield i, to_gray(img)
+            yield i, _gray_pixels(img)
 
     _convert_grays(grays(), out, invert)
     return out
@@ -898,7 +1007,7 @@ def features_from_paths(
     def grays() -> Iterator[tuple[int, np.ndarray]]:
         for i, path in enumerate(paths):
             try:
-                gray = to_gray(open_image(path))
+                gray = _gray_pixels(open_image(path))
             except Exception as exc:  # noqa: BLE001 - that file's error, never a crash
                 out[i] = _read_error(exc)
                 continue

@@ -202,13 +202,14 @@ def test_formats_read_from_files(tmp_path, fmt):
     assert np.abs(f - _features(BASE)).sum() <= 96
 
 
-def test_exif_orientation_is_applied(tmp_path):
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP"])
+def test_exif_orientation_is_applied(tmp_path, fmt):
     upright = render_digit(7, seed=1, size=(48, 64))
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # as a sideways phone photo
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
-    path = tmp_path / "phone.jpg"
-    stored.save(path, exif=exif, quality=95)
+    path = tmp_path / f"phone.{fmt.lower()}"
+    stored.save(path, format=fmt, exif=exif, quality=95)
     with_exif = imaging.features_from_path(path)
     assert (
         np.abs(with_exif - _features(upright)).sum() < np.abs(with_exif - _features(stored)).sum()
@@ -483,3 +484,84 @@ def test_a_long_winding_stroke_is_one_component():
     mask[3::4, 0] = True
     [(area, _)] = imaging.components(mask)
     assert area == mask.sum()
+
+
+def _erode_reference(b):
+    """4-neighbour erosion, pixel by pixel; pixels outside the bitmap do not count."""
+    out = b.copy()
+    for y, x in zip(*np.nonzero(b), strict=True):
+        for q in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+            if 0 <= q[0] < 32 and 0 <= q[1] < 32 and not b[q]:
+                out[y, x] = False
+    return out
+
+
+def _deslant_reference(b):
+    """NIST's deslant, row by row."""
+    inked = np.flatnonzero(b.any(axis=1))
+    top, bottom = inked[0], inked[-1]
+    slope = (np.argmax(b[bottom]) - np.argmax(b[top])) / (bottom - top) if bottom > top else 0.0
+    out = np.zeros_like(b)
+    for y in range(32):
+        shift = int(np.rint(slope * (y - (top + bottom) / 2)))
+        for x in range(32):
+            if 0 <= x + shift < 32:
+                out[y, x] = b[y, x + shift]
+    return out
+
+
+@pytest.mark.parametrize("density", [0.02, 0.2, 0.5, 0.9])
+def test_bit_packed_steps_match_pixel_by_pixel_references(density):
+    rng = np.random.default_rng(int(density * 100))
+    bitmaps = rng.random((8, 32, 32)) < density
+    bitmaps[:, 3:29, 9:12] = True  # a stroke, so that every bitmap has ink
+    bitmaps[1] = np.eye(32, dtype=bool) | np.eye(32, k=1, dtype=bool)  # a steep slant
+    bitmaps[2, :, :] = False
+    bitmaps[2, 31, 0] = bitmaps[2, 0, 31] = True  # ink only in two far corners
+    strokes = imaging.normalise_strokes(bitmaps)
+    for i, b in enumerate(bitmaps):
+        on = b.sum()
+        expected = b
+        times = 2 if on > 560 or on < 108 else 1 if on > 412 or on < 256 else 0
+        for _ in range(times):  # dilation is the erosion of the ground
+            expected = _erode_reference(expected) if on > 412 else ~_erode_reference(~expected)
+        np.testing.assert_array_equal(strokes[i], expected)
+        np.testing.assert_array_equal(imaging.remove_slant(b), _deslant_reference(b))
+        counts = b.reshape(8, 4, 8, 4).sum(axis=(1, 3))
+        np.testing.assert_array_equal(imaging.block_counts(b), counts)
+
+
+def _window_filter_reference(a, size, op):
+    """Separable filter by explicit edge padding (rows, then columns)."""
+    r = size // 2
+    h, w = a.shape[-2:]
+    padded = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(r, r)], mode="edge")
+    rows = padded[..., 0:w].copy()
+    for i in range(1, size):
+        op(rows, padded[..., i : i + w], out=rows)
+    padded = np.pad(rows, [(0, 0)] * (a.ndim - 2) + [(r, r), (0, 0)], mode="edge")
+    out = padded[..., 0:h, :].copy()
+    for i in range(1, size):
+        op(out, padded[..., i : i + h, :], out=out)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 5), (3, 28, 28), (2, 4, 9), (1, 30, 3)])
+@pytest.mark.parametrize("op", [np.minimum, np.maximum, np.add])
+def test_window_filters_match_a_padded_reference(shape, op):
+    a = np.random.default_rng(len(shape)).random(shape, dtype=np.float32)
+    for size in (3, 5, 9):
+        np.testing.assert_array_equal(
+            imaging._rank_filter(a, size, op), _window_filter_reference(a, size, op)
+        )
+
+
+def test_specks_in_some_images_of_a_stack():
+    masks = np.zeros((5, 20, 20), dtype=bool)
+    masks[:, 4:16, 8:11] = True  # a stroke in every image
+    masks[1, 2, 2] = masks[3, 18, 17] = True  # dust in two of them
+    masks[4, 4:16, 14:17] = True  # two strokes of one digit
+    cleaned = imaging.remove_specks(masks)
+    assert cleaned.sum(axis=(1, 2)).tolist() == [36, 36, 36, 36, 72]
+    for i in range(5):
+        np.testing.assert_array_equal(imaging.remove_specks(masks[i]), cleaned[i])
