@@ -173,7 +173,7 @@ def classify(
     import itertools
     from dataclasses import replace
 
-    from digitcli.batch import WRITERS, WalkStats, classify_paths, iter_inputs, read_path_list
+    from digitcli.batch import WRITERS, WalkStats, classify_batches, iter_inputs, read_path_list
 
     if not inputs and files_from is None:
         raise click.UsageError("give image files or folders, or --files-from")
@@ -191,31 +191,33 @@ def classify(
     bar = not quiet and not (output == "-" and sys.stdout.isatty())
     with _open_output(output) as stream, _classify_progress(bar, inputs, files_from) as tick:
         writer = WRITERS[fmt](stream, probabilities)
-        results = classify_paths(
+        batches = classify_batches(
             iter_inputs(sources(), stats), model, invert=invert, jobs=jobs or 1
         )
         try:
-            for result in results:
-                if (
-                    min_confidence is not None
-                    and result.confidence is not None
-                    and result.confidence < min_confidence
-                ):
-                    unsure += 1
-                    result = replace(
-                        result,
-                        error=f"low confidence: {result.confidence:.4f} < {min_confidence:g}",
-                    )
-                writer.write(result)
-                done += 1
-                failed += result.digit is None
-                tick()
+            for results in batches:
+                for result in results:
+                    if (
+                        min_confidence is not None
+                        and result.confidence is not None
+                        and result.confidence < min_confidence
+                    ):
+                        unsure += 1
+                        result = replace(
+                            result,
+                            error=f"low confidence: {result.confidence:.4f} < {min_confidence:g}",
+                        )
+                    writer.write(result)
+                    done += 1
+                    failed += result.digit is None
+                writer.flush()  # rows reach the reader as each batch is done
+                tick(len(results))
         finally:
             with warnings.catch_warnings():
                 # Stopped early (Ctrl-C, a closed pipe): joblib would warn that the
                 # conversions still running were cancelled; that is what we want.
                 warnings.simplefilter("ignore")
-                results.close()
+                batches.close()
             if not quiet:
                 elapsed = time.perf_counter() - started
                 parts = [f"{done - failed} classified", f"{failed} failed"]
@@ -231,9 +233,13 @@ def classify(
 
 @contextlib.contextmanager
 def _classify_progress(wanted: bool, inputs: tuple[str, ...], files_from: Any) -> Iterator[Any]:
-    """Yield ``tick()``: advances a rich progress bar when wanted and stderr is a terminal."""
+    """Yield ``tick(n)``: advances a rich progress bar when wanted and stderr is a terminal.
+
+    The bar is redrawn by the ticks (at most ten times a second), not by a thread of its
+    own: with no other thread running, the conversion can fork its workers (fast start).
+    """
     if not wanted or not sys.stderr.isatty():
-        yield lambda: None
+        yield lambda n: None
         return
     from rich.console import Console
     from rich.progress import (
@@ -264,9 +270,20 @@ def _classify_progress(wanted: bool, inputs: tuple[str, ...], files_from: Any) -
         _RateColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        *columns, console=Console(stderr=True), transient=True, auto_refresh=False
+    ) as bar:
         task = bar.add_task("classify", total=total)
-        yield lambda: bar.advance(task)
+        last = 0.0
+
+        def tick(n: int) -> None:
+            nonlocal last
+            bar.advance(task, n)
+            if time.monotonic() - last >= 0.1:
+                last = time.monotonic()
+                bar.refresh()
+
+        yield tick
 
 
 @contextlib.contextmanager

@@ -75,7 +75,9 @@ def test_min_confidence_marks_rows_and_keeps_the_digit(runner, make_digit, csv_r
     assert runner.invoke(cli, ["classify", str(image), "--min-confidence", "2"]).exit_code == 2
 
 
-def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model):
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "loky"])
+def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model, monkeypatch, fork):
+    monkeypatch.setattr(batch, "_can_fork", lambda: fork)
     paths = []
     for i in range(40):
         path = tmp_path / f"{i:03d}.png"
@@ -171,7 +173,8 @@ def test_symlink_loop_given_directly_is_an_error_row(runner, tmp_path, csv_rows)
 
 
 @pytest.mark.slow
-def test_ctrl_c_keeps_whole_rows_and_exits_130(tmp_path):
+@pytest.mark.parametrize("whole_group", [False, True], ids=["main-process", "terminal"])
+def test_ctrl_c_keeps_whole_rows_and_exits_130(tmp_path, whole_group):
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(3000):
@@ -181,13 +184,17 @@ def test_ctrl_c_keeps_whole_rows_and_exits_130(tmp_path):
         [sys.executable, "-m", "digitcli", "classify", str(folder), "-o", str(out), "-j", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # a process group of its own, like a job in a terminal
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if out.exists() and out.stat().st_size > 20_000:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    if whole_group:  # Ctrl-C in a terminal: the workers get SIGINT too
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"Traceback" not in err

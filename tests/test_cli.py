@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -107,15 +108,15 @@ def test_ctrl_c_exits_130_keeping_finished_rows(
 ):
     from digitcli import batch
 
-    real = batch.classify_paths
+    real = batch.classify_batches
 
     def interrupted(paths, model, **kw):
-        for i, result in enumerate(real(paths, model, **kw)):
+        for i, results in enumerate(real(paths, model, **{**kw, "batch_size": 1})):
             if i == 2:
                 raise KeyboardInterrupt
-            yield result
+            yield results
 
-    monkeypatch.setattr(batch, "classify_paths", interrupted)
+    monkeypatch.setattr(batch, "classify_batches", interrupted)
     images = [str(make_digit(d, f"{d}.png")) for d in range(5)]
     out = tmp_path / "out.csv"
     result = runner.invoke(cli, ["classify", *images, "-o", str(out)])
@@ -447,3 +448,23 @@ def test_eval_csv_with_byte_order_mark(runner, tmp_path):
     result = runner.invoke(cli, ["eval", "--data", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 2
+
+
+def test_classify_progress_bar_draws_without_a_thread(tmp_path, make_digit, monkeypatch):
+    import threading
+
+    from digitcli import cli as cli_module
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for d in range(5):
+        make_digit(d, f"in/{d}.png")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    threads = threading.active_count()
+    with cli_module._classify_progress(True, (str(tmp_path / "in"),), None) as tick:
+        assert threading.active_count() == threads  # the workers can still be forked
+        tick(3)
+        drawn = sys.stderr.getvalue()
+    assert "classifying" in drawn and "3/5" in drawn
