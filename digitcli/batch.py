@@ -275,7 +275,7 @@ def _spawned(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Ite
 
 
 def iter_converted(
-    paths: Iterable[str], *, invert: bool | None = None, jobs: int = 1, chunk_size: int = 64
+    paths: Iterable[str], *, invert: bool | None = None, jobs: int = 1, chunk_size: int = 128
 ) -> Iterator[Converted]:
     """Convert files in chunks, in input order, in parallel when there are many.
 
@@ -319,7 +319,7 @@ def classify_batches(
     *,
     invert: bool | None = None,
     jobs: int = 1,
-    batch_size: int = 64,
+    batch_size: int = 128,
 ) -> Iterator[list[Result]]:
     """Classify image files in order, a batch of :class:`Result` at a time.
 
@@ -359,7 +359,7 @@ def classify_paths(
     *,
     invert: bool | None = None,
     jobs: int = 1,
-    batch_size: int = 64,
+    batch_size: int = 128,
 ) -> Iterator[Result]:
     """Classify image files in order, one :class:`Result` each; a bad file is an error row.
 
