@@ -260,7 +260,8 @@ def _forked(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iter
         pending: collections.deque[Any] = collections.deque()
         for chunk in chunks:
             pending.append(pool.apply_async(convert_chunk, (chunk, invert)))
-            if len(pending) >= 4 * jobs:
+            # Hand on what is done before reading more input (which may be slow to come).
+            while pending and (len(pending) >= 4 * jobs or pending[0].ready()):
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
