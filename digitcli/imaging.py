@@ -228,7 +228,8 @@ def _filter_axis(
     out[:n] = padded[:n]
     for i in range(1, 2 * r + 1):
         op(out[:n], padded[i * step : n + i * step], out=out[:n])
-    return out.reshape(shape)[..., :w] if axis == -1 else out.reshape(shape)[..., :h, :]
+    result = out.reshape(shape)
+    return result[..., :w] if axis == -1 else result[..., :h, :]
 
 
 def _rank_filter(
@@ -319,10 +320,10 @@ def _otsu(hist: np.ndarray) -> np.ndarray:
     m0 = np.cumsum(hist * (np.arange(256) / 255.0), axis=-1)  # and the sum of their values
     total, mass = w0[..., -1:], m0[..., -1:]
     # The between-class variance w0 * w1 * (mean0 - mean1) ** 2, with the means divided out.
+    # Where one class is empty (spread 0) the numerator is exactly 0 too: left as it is.
     spread = w0 * (total - w0)
     between = (m0 * total - mass * w0) ** 2
     np.divide(between, spread, out=between, where=spread > 0)
-    between[spread <= 0] = 0.0
     return (np.argmax(between, axis=-1) + 0.5) / 255.0
 
 
