@@ -4,7 +4,7 @@ Usage: python benchmarks/accuracy.py SUITE_DIR... [--model PATH] [--repeat 3]
 
 Each SUITE_DIR is laid out as SUITE_DIR/<digit>/<file> (for example ../shared/data/dev/*).
 For each suite it prints the accuracy, the files that failed to convert, and the conversion
-speed (decode + conversion, one core, in batches of 64 as classify does, median of --repeat
+speed (decode + conversion, one core, in batches as classify does, median of --repeat
 runs), then the same for 28x28 PNGs made here (also one at a time), whose per-image cost the
 conversion issue bounds at 1 ms.
 """
@@ -21,16 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from digitcli import model as model_io
-from digitcli.batch import classify_paths, iter_labelled_images
+from digitcli.batch import BATCH_SIZE, classify_paths, iter_labelled_images
 from digitcli.errors import ImageError
 from digitcli.imaging import features_from_path, features_from_paths
 from digitcli.synth import render_digit
 
 
-def conversion_ms(paths: list[str], repeat: int, batch: int = 64) -> float:
+def conversion_ms(paths: list[str], repeat: int, batch: int = BATCH_SIZE) -> float:
     """Median ms per file to decode and convert `paths` on one core, as classify does.
 
-    classify converts its files in batches of 64 (:func:`features_from_paths`); with
+    classify converts its files in batches of BATCH_SIZE (:func:`features_from_paths`); with
     ``batch=1`` each file is converted on its own (:func:`features_from_path`).
     """
     runs = []
@@ -78,7 +78,7 @@ def main() -> None:
         alone = conversion_ms(pngs, args.repeat, batch=1)
         print(
             f"28x28 PNG conversion (decode included, one core): {ms:.3f} ms/image in batches "
-            f"of 64 as classify does, {alone:.3f} ms/image one at a time (goal <= 1 ms)"
+            f"of {BATCH_SIZE} as classify does, {alone:.3f} ms/image one at a time (goal <= 1 ms)"
         )
 
 
