@@ -277,7 +277,16 @@ def _spawned(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Ite
     from joblib import Parallel, delayed
 
     runner = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")
-    yield from runner(delayed(_convert_in_worker)(chunk, invert) for chunk in chunks)
+    outputs = runner(delayed(_convert_in_worker)(chunk, invert) for chunk in chunks)
+    try:
+        for converted in outputs:  # noqa: UP028 - not `yield from`: close through `finally`
+            yield converted
+    finally:
+        with warnings.catch_warnings():
+            # Stopped early (Ctrl-C, a closed pipe, a caller that stops reading): joblib
+            # warns that the conversions still running were cancelled; that is the point.
+            warnings.simplefilter("ignore")
+            outputs.close()
 
 
 def iter_converted(

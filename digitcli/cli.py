@@ -13,7 +13,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,11 +212,7 @@ def classify(
                 writer.flush()  # rows reach the reader as each batch is done
                 tick(len(results))
         finally:
-            with warnings.catch_warnings():
-                # Stopped early (Ctrl-C, a closed pipe): joblib would warn that the
-                # conversions still running were cancelled; that is what we want.
-                warnings.simplefilter("ignore")
-                batches.close()
+            batches.close()  # stops the workers at once when the run ends early
             if not quiet:
                 elapsed = time.perf_counter() - started
                 parts = [f"{done - failed} classified", f"{failed} failed"]

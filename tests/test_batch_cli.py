@@ -92,6 +92,24 @@ def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model, monkeypa
     assert [(r.digit, r.error) for r in parallel] == [(r.digit, r.error) for r in serial]
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "loky"])
+def test_stopping_early_is_quiet(tmp_path, shipped_model, monkeypatch, fork):
+    import gc
+
+    monkeypatch.setattr(batch, "_can_fork", lambda: fork)
+    paths = []
+    for i in range(12):
+        render_digit(i % 10, seed=i, size=(28, 28)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    batches = batch.classify_batches(paths, shipped_model, jobs=2, batch_size=1)
+    assert len(next(batches)) == 1
+    batches.close()  # as the CLI does on Ctrl-C: no warning about cancelled work
+    abandoned = batch.classify_batches(paths, shipped_model, jobs=2, batch_size=1)
+    next(abandoned)
+    del abandoned  # a caller that stops reading and drops it
+    gc.collect()
+
+
 def make_hostile_corpus(root, png_header) -> dict[str, str]:
     """Files that break naive tools, and the error each must get ('' = a digit)."""
     root.mkdir()
