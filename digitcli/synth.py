@@ -2,7 +2,7 @@
 
 Digits are drawn as pen strokes (polylines in a unit box) and rendered with Pillow using
 4x supersampling, so no fonts are needed.  Every random choice (pen width, slant, wobble,
-rotation, proportions and the variant of 1, 4 and 7) is taken from
+rotation, proportions and the variant of the shape) is taken from
 ``numpy.random.default_rng(seed)``, so the same arguments always give a byte-identical image.
 
 Examples
@@ -82,7 +82,16 @@ def _build_variants() -> dict[int, list[list[Stroke]]]:
                 _bezier((0.864, 0.405), (0.55, 0.72), (0.05, 1.0)),
                 _poly((0.05, 1.0), (0.95, 0.98)),
             )
-        ]
+        ],
+        # curled: a small loop where the diagonal meets the base
+        [
+            _join(
+                _arc(0.5, 0.27, 0.42, 0.27, 160, -30),
+                _bezier((0.864, 0.405), (0.6, 0.75), (0.12, 0.92)),
+                _arc(0.2, 0.86, 0.12, 0.1, 240, -60),
+                _poly((0.26, 0.95), (0.95, 0.97)),
+            )
+        ],
     ]
     v[3] = [
         [
@@ -90,13 +99,22 @@ def _build_variants() -> dict[int, list[list[Stroke]]]:
                 _arc(0.48, 0.25, 0.40, 0.25, 155, -110),
                 _arc(0.47, 0.75, 0.45, 0.25, 110, -155),
             )
-        ]
+        ],
+        # flat top
+        [
+            _join(
+                _poly((0.1, 0.0), (0.85, 0.0), (0.4, 0.38)),
+                _arc(0.47, 0.7, 0.45, 0.3, 100, -155),
+            )
+        ],
     ]
     v[4] = [
         # closed: diagonal meets the upright at the top
         [_poly((0.64, 0.0), (0.04, 0.66), (0.96, 0.66)), _poly((0.68, 0.0), (0.68, 1.0))],
         # open: near-vertical left stroke, upright on the right
         [_poly((0.16, 0.0), (0.08, 0.62), (0.96, 0.62)), _poly((0.72, 0.04), (0.72, 1.0))],
+        # open, slanted: the diagonal stops short of the upright
+        [_poly((0.42, 0.0), (0.04, 0.6), (0.96, 0.6)), _poly((0.74, 0.12), (0.7, 1.0))],
     ]
     v[5] = [
         [
@@ -110,15 +128,33 @@ def _build_variants() -> dict[int, list[list[Stroke]]]:
                 _bezier((0.8, 0.0), (0.3, 0.08), (0.06, 0.38), (0.06, 0.7)),
                 _arc(0.5, 0.7, 0.44, 0.3, 180, 520),
             )
-        ]
+        ],
+        # straight stem, small loop
+        [
+            _join(
+                _poly((0.78, 0.0), (0.1, 0.72)),
+                _arc(0.45, 0.78, 0.36, 0.22, 195, 540),
+            )
+        ],
     ]
     v[7] = [
         [_poly((0.05, 0.0), (0.95, 0.0), (0.38, 1.0))],
         [_poly((0.05, 0.0), (0.95, 0.0), (0.38, 1.0)), _poly((0.42, 0.52), (0.9, 0.52))],
         [_poly((0.04, 0.13), (0.06, 0.0), (0.95, 0.0), (0.4, 1.0))],
+        # curved stem
+        [_join(_poly((0.05, 0.0), (0.95, 0.0)), _bezier((0.95, 0.0), (0.5, 0.4), (0.4, 1.0)))],
     ]
     v[8] = [[_eight()]]
-    v[9] = [[_join(_arc(0.5, 0.27, 0.42, 0.27, 15, 360), _poly((0.92, 0.27), (0.86, 1.0)))]]
+    v[9] = [
+        [_join(_arc(0.5, 0.27, 0.42, 0.27, 15, 360), _poly((0.92, 0.27), (0.86, 1.0)))],
+        # curved tail
+        [
+            _join(
+                _arc(0.5, 0.27, 0.42, 0.27, 15, 360),
+                _bezier((0.92, 0.27), (0.9, 0.8), (0.3, 1.0)),
+            )
+        ],
+    ]
     return v
 
 
@@ -139,7 +175,7 @@ def digit_strokes(digit: int, *, variant: int = 0) -> list[list[tuple[float, flo
     digit : int
         The digit, 0-9.
     variant : int, optional
-        Which handwriting variant to return (1, 4 and 7 have several; others have one).
+        Which handwriting variant to return (0, 5 and 8 have one; the others several).
         Taken modulo the number of variants. Default 0.
 
     Returns
