@@ -386,7 +386,9 @@ def evaluate(
     notes = []
     if "cv" in recorded:
         cv = recorded["cv"]
-        notes.append(f"recorded: {cv['folds']}-fold CV {cv['mean']:.4f}")
+        per_fold = cv.get("networks_per_fold", 1)
+        nets = f"{per_fold} network{'s' if per_fold != 1 else ''} per fold"
+        notes.append(f"recorded: {cv['folds']}-fold CV {cv['mean']:.4f} ({nets})")
     if "test_accuracy" in recorded:
         notes.append(f"recorded: test split {recorded['test_accuracy']:.4f}")
     for v in recorded.get("validation", []):
@@ -491,7 +493,21 @@ def show(
     type=click.IntRange(min=1),
     default=DEFAULT_RECIPE.max_iter,
     show_default=True,
-    help="Maximum training epochs.",
+    help="Training epochs.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RECIPE.batch_size,
+    show_default=True,
+    help="Minibatch size of Adam.",
+)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_RECIPE.learning_rate,
+    show_default=True,
+    help="Initial step size of Adam.",
 )
 @click.option(
     "--augment",
@@ -529,10 +545,16 @@ def show(
     help="Cross-validation folds on the training part.",
 )
 @click.option(
+    "--cv-ensemble",
+    is_flag=True,
+    help="Cross-validate the whole ensemble in every fold, not one network "
+    "(--ensemble times the CV work).",
+)
+@click.option(
     "--fast",
     is_flag=True,
     help="A small recipe for trying things out (128 hidden, augment 1, one network, "
-    "50 synthetic, 3 folds; about 15 s); options given explicitly still apply.",
+    "50 synthetic, 3 folds; about 7 s); options given explicitly still apply.",
 )
 @click.option(
     "--validate-images",
@@ -568,8 +590,11 @@ def train(
     augment: int,
     ensemble: int,
     synthetic: int,
+    batch_size: int,
+    learning_rate: float,
     seed: int,
     folds: int,
+    cv_ensemble: bool,
     fast: bool,
     validate_images: tuple[str, ...],
     search: bool,
@@ -605,7 +630,11 @@ def train(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
-    recipe = Recipe(hidden_layers, alpha, max_iter, augment, ensemble, synthetic)
+    if not math.isfinite(learning_rate):
+        raise click.BadParameter("must be a finite number", param_hint="'--learning-rate'")
+    recipe = Recipe(
+        hidden_layers, alpha, max_iter, augment, ensemble, synthetic, batch_size, learning_rate
+    )
     if fast:  # the fast preset, except for what was given on the command line
         ctx = click.get_current_context()
         fields = [field.name for field in dataclasses.fields(Recipe)]
@@ -626,6 +655,7 @@ def train(
             recipe,
             seed=seed,
             folds=folds,
+            cv_ensemble=cv_ensemble,
             n_jobs=jobs,
             search=training.SEARCH_GRID if search else None,
             validate_images=validate_images,
@@ -638,8 +668,11 @@ def train(
         _print_search_table(result.search_table, result.recipe)
     cv = result.cv_scores
     mean = sum(cv) / len(cv)
+    r = result.recipe
     click.echo(
-        f"recipe:        {result.recipe.describe()} max_iter={result.recipe.max_iter}", err=True
+        f"recipe:        {r.describe()} max_iter={r.max_iter} batch_size={r.batch_size} "
+        f"learning_rate={r.learning_rate:g}",
+        err=True,
     )
     per_fold = result.model.metadata["cv"]["networks_per_fold"]
     nets = "one network" if per_fold == 1 else f"{per_fold} networks"

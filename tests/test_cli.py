@@ -138,7 +138,13 @@ def test_eval_shipped_model_json(runner):
 def test_eval_table(runner, small_model_path):
     result = runner.invoke(cli, ["eval", "--model", str(small_model_path)])
     assert result.exit_code == 0, result.output
-    for word in ("accuracy", "per digit", "confusion matrix", "recorded: 2-fold CV"):
+    for word in (
+        "accuracy",
+        "per digit",
+        "confusion matrix",
+        "recorded: 2-fold CV",
+        "(1 network per fold)",
+    ):
         assert word in result.stdout
 
 
@@ -268,9 +274,29 @@ def test_train_fast_and_validate_images(runner, tmp_path, make_digit):
     assert "on 10 images in" in shown.stdout
 
 
+def test_train_cv_ensemble_scores_the_whole_ensemble_per_fold(runner, tmp_path):
+    out = tmp_path / "cv.npz"
+    args = ["--ensemble", "2", "--cv-ensemble", "--batch-size", "64", "--learning-rate", "0.01"]
+    result = runner.invoke(cli, ["train", *QUICK, *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2-fold CV:" in result.stderr and "2 networks per fold" in result.stderr
+    assert "batch_size=64 learning_rate=0.01" in result.stderr
+    meta = model_io.load(out).metadata
+    assert meta["cv"]["networks_per_fold"] == 2 and len(meta["cv"]["scores"]) == 2
+    assert meta["recipe"]["batch_size"] == 64 and meta["recipe"]["learning_rate"] == 0.01
+
+
 @pytest.mark.parametrize(
     "args",
-    [["--hidden-layers", "abc"], ["--hidden-layers", "0"], ["--jobs", "0"], ["--folds", "1"]],
+    [
+        ["--hidden-layers", "abc"],
+        ["--hidden-layers", "0"],
+        ["--jobs", "0"],
+        ["--folds", "1"],
+        ["--batch-size", "0"],
+        ["--learning-rate", "0"],
+        ["--learning-rate", "nan"],
+    ],
 )
 def test_train_bad_options_exit_2(runner, tmp_path, args):
     result = runner.invoke(cli, ["train", *args, "--out", str(tmp_path / "x.npz")])

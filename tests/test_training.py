@@ -79,6 +79,19 @@ def test_fit_recipe_adds_synthetic_glyphs_and_a_copy_of_each(digits, monkeypatch
     assert not np.array_equal(Xa[150:], Xs)  # the copies are distorted
 
 
+def test_fit_recipe_uses_glyphs_it_is_given(digits, monkeypatch):
+    X, y = digits
+    glyphs = training.synthetic_data(2)
+    seen = []
+    monkeypatch.setattr(training, "synthetic_data", lambda n: pytest.fail("drawn again"))
+    monkeypatch.setattr(training, "fit_network", lambda Xa, ya, r, s: seen.append(Xa) or ())
+    recipe = training.Recipe(augment=0, ensemble=2, synthetic=2)
+    training.fit_recipe(X[:40], y[:40], recipe, seed=0, glyphs=glyphs)
+    assert len(seen) == 2
+    for Xa in seen:
+        np.testing.assert_array_equal(Xa[40:60], glyphs[0])
+
+
 def test_grid_recipes_cover_the_grid():
     recipes = training.grid_recipes(
         training.Recipe(augment=2), {"alpha": [1, 2], "hidden_layers": [(3,), (4,)]}
