@@ -38,6 +38,11 @@ BOX_HEIGHT, BOX_WIDTH = 32, 20
 REDUCE_COVER = 0.25
 #: A narrow glyph is widened to at most this many times its own width-to-height ratio.
 MAX_WIDEN = 1.5
+#: A piece of ink running along this fraction of an image side, or from side to opposite
+#: side, is the edge of the paper, a shadow or a table, not part of the digit ...
+BAND_COVER = 0.5
+#: ... when the pieces clear of the edge hold at least this share of all the ink.
+MIN_INNER_SHARE = 0.02
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -456,6 +461,9 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     Pieces smaller than `min_fraction` of the largest are dust. Pieces touching the image's
     edge (a table edge, the shadow of the phone, the border of a scan) are dropped too, when
     pieces clear of the edge hold at least a quarter as much ink: then they are the digit.
+    Bands (pieces running along half a side, or from one side to the opposite one) do not
+    count in that comparison, however big, as long as the pieces clear of the edge hold
+    :data:`MIN_INNER_SHARE` of all the ink.
 
     Parameters
     ----------
@@ -489,10 +497,25 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     touch = (y == 0) | (y == h - 1) | (starts == 0) | (ends == w - 1)
     size = np.bincount(label, weights=ends - starts + 1, minlength=rows.size)[roots]
     inner = np.bincount(label, weights=touch, minlength=rows.size)[roots] == 0
+    run_length = ends - starts + 1
+    along = []  # pixels of each piece on the top, bottom, left and right side
+    for on_side in (run_length * (y == 0), run_length * (y == h - 1), starts == 0, ends == w - 1):
+        along.append(np.bincount(label, weights=on_side, minlength=rows.size)[roots])
+    top, bottom, left, right = along
+    band = (
+        (np.maximum(top, bottom) >= BAND_COVER * w)
+        | (np.maximum(left, right) >= BAND_COVER * h)
+        | ((top > 0) & (bottom > 0))
+        | ((left > 0) & (right > 0))
+    )
+    total_ink = np.bincount(image, weights=size, minlength=n)
     inner_ink = np.bincount(image, weights=size * inner, minlength=n)
-    other_ink = np.bincount(image, weights=size, minlength=n) - inner_ink
+    band_ink = np.bincount(image, weights=size * band, minlength=n)
+    other_ink = total_ink - inner_ink - band_ink
     has_inner = np.bincount(image, weights=inner, minlength=n) > 0
-    use_inner = has_inner & (inner_ink >= 0.25 * other_ink)
+    use_inner = (
+        has_inner & (inner_ink >= 0.25 * other_ink) & (inner_ink >= MIN_INNER_SHARE * total_ink)
+    )
     candidate = np.where(use_inner[image], inner, True)
     largest = np.zeros(n)
     np.maximum.at(largest, image[candidate], size[candidate])

@@ -68,6 +68,38 @@ def test_remove_specks_drops_dust_and_edge_clutter():
     np.testing.assert_array_equal(imaging.remove_specks(alone), alone)
 
 
+def test_remove_specks_drops_a_band_bigger_than_the_digit():
+    """The dark edge of a table or page along a side outweighs a thin 1 and is dropped."""
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[0:12, :] = True  # 1,200 pixels of page edge along the top
+    mask[12:16, 30:100] = True
+    mask[40:80, 48:51] = True  # a 1: 120 pixels, a tenth of the band
+    cleaned = imaging.remove_specks(mask)
+    expected = np.zeros_like(mask)
+    expected[40:80, 48:51] = True
+    np.testing.assert_array_equal(cleaned, expected)
+    # a band down a side is judged the same way
+    np.testing.assert_array_equal(imaging.remove_specks(mask.T), expected.T)
+    # ... but a piece clear of the edges that is only a speck beside it is not the digit
+    seven = np.zeros((40, 30), dtype=bool)
+    seven[0:4, :] = True  # a tightly cropped 7: its bar runs along the whole top
+    for r in range(4, 40):
+        seven[r, max(0, 26 - (r * 26) // 40) : max(4, 30 - (r * 26) // 40)] = True
+    speck = seven.copy()
+    speck[30, 25] = True
+    np.testing.assert_array_equal(imaging.remove_specks(speck), seven)
+
+
+def test_a_page_edge_in_a_photo_does_not_change_the_digit():
+    clean = render_digit(1, seed=3, size=(200, 200), digit_height=0.3)
+    edged = np.array(clean)
+    edged[:18] = (60, 55, 50)  # the table beyond the top of the page
+    edged[18:22, 60:] = (90, 85, 80)
+    # the band's ink moves the threshold a little, so a block may differ by a pixel or two
+    difference = _features(Image.fromarray(edged)) - _features(clean)
+    assert np.abs(difference).max() <= 2, difference.reshape(8, 8)
+
+
 def test_ink_box():
     mask = np.zeros((10, 12), dtype=bool)
     mask[2:5, 3:9] = True
