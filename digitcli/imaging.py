@@ -38,11 +38,14 @@ BOX_HEIGHT, BOX_WIDTH = 32, 20
 REDUCE_COVER = 0.25
 #: A narrow glyph is widened to at most this many times its own width-to-height ratio.
 MAX_WIDEN = 1.5
-#: A piece of ink running along this fraction of an image side, or from side to opposite
-#: side, is the edge of the paper, a shadow or a table, not part of the digit ...
+#: A piece of ink no deeper than this fraction of the image, running along BAND_COVER of a
+#: side or from side to opposite side, is the edge of the paper, a shadow or a table ...
+BAND_DEPTH = 0.25
 BAND_COVER = 0.5
-#: ... when the pieces clear of the edge hold at least this share of all the ink.
+#: ... when the pieces clear of the edge hold at least this share of all the ink and one of
+#: them spans at least MIN_INNER_SPAN of the image's height or width: then they are the digit.
 MIN_INNER_SHARE = 0.02
+MIN_INNER_SPAN = 0.1
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -461,9 +464,10 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     Pieces smaller than `min_fraction` of the largest are dust. Pieces touching the image's
     edge (a table edge, the shadow of the phone, the border of a scan) are dropped too, when
     pieces clear of the edge hold at least a quarter as much ink: then they are the digit.
-    Bands (pieces running along half a side, or from one side to the opposite one) do not
-    count in that comparison, however big, as long as the pieces clear of the edge hold
-    :data:`MIN_INNER_SHARE` of all the ink.
+    Bands (shallow pieces running along half a side, or from one side to the opposite one)
+    do not count in that comparison, as long as the pieces clear of the edge hold
+    :data:`MIN_INNER_SHARE` of all the ink (a band up to about 50 times the digit) and one of
+    them spans :data:`MIN_INNER_SPAN` of the image (a digit, not a speck).
 
     Parameters
     ----------
@@ -497,25 +501,17 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     touch = (y == 0) | (y == h - 1) | (starts == 0) | (ends == w - 1)
     size = np.bincount(label, weights=ends - starts + 1, minlength=rows.size)[roots]
     inner = np.bincount(label, weights=touch, minlength=rows.size)[roots] == 0
-    run_length = ends - starts + 1
-    along = []  # pixels of each piece on the top, bottom, left and right side
-    for on_side in (run_length * (y == 0), run_length * (y == h - 1), starts == 0, ends == w - 1):
-        along.append(np.bincount(label, weights=on_side, minlength=rows.size)[roots])
-    top, bottom, left, right = along
-    band = (
-        (np.maximum(top, bottom) >= BAND_COVER * w)
-        | (np.maximum(left, right) >= BAND_COVER * h)
-        | ((top > 0) & (bottom > 0))
-        | ((left > 0) & (right > 0))
-    )
+    band, span = _bands(label, roots, rows, starts, ends, h, w)
     total_ink = np.bincount(image, weights=size, minlength=n)
     inner_ink = np.bincount(image, weights=size * inner, minlength=n)
     band_ink = np.bincount(image, weights=size * band, minlength=n)
-    other_ink = total_ink - inner_ink - band_ink
+    widest_inner = np.zeros(n)
+    np.maximum.at(widest_inner, image, span * inner)
+    # Bands are left out of the comparison only for a digit-sized inner piece, not a speck.
+    digit_inside = (inner_ink >= MIN_INNER_SHARE * total_ink) & (widest_inner >= MIN_INNER_SPAN)
+    other_ink = total_ink - inner_ink - np.where(digit_inside, band_ink, 0.0)
     has_inner = np.bincount(image, weights=inner, minlength=n) > 0
-    use_inner = (
-        has_inner & (inner_ink >= 0.25 * other_ink) & (inner_ink >= MIN_INNER_SHARE * total_ink)
-    )
+    use_inner = has_inner & (inner_ink >= 0.25 * other_ink)
     candidate = np.where(use_inner[image], inner, True)
     largest = np.zeros(n)
     np.maximum.at(largest, image[candidate], size[candidate])
@@ -528,6 +524,45 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     run_of_pixel = np.cumsum(run_starts.ravel()).reshape(n * h, w) - 1
     out = (flat & keep[label][run_of_pixel]).reshape(stack.shape)
     return out[0] if single else out
+
+
+def _bands(
+    label: np.ndarray,
+    roots: np.ndarray,
+    rows: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    h: int,
+    w: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which pieces are bands, and the span of each (its largest extent / the image's).
+
+    A band is shallow and runs along half a side or from side to opposite side. A tightly
+    cropped digit touches every side too, but it is as deep as the image.
+    """
+    y = rows % h
+    run_length = ends - starts + 1
+    along = []  # pixels of each piece on the top, bottom, left and right side
+    for on_side in (run_length * (y == 0), run_length * (y == h - 1), starts == 0, ends == w - 1):
+        along.append(np.bincount(label, weights=on_side, minlength=label.size)[roots])
+    top, bottom, left, right = along
+    extent = []  # first and last row and column of each piece
+    for values, init, reduce in (
+        (rows, rows.max() + 1, np.minimum),
+        (rows, -1, np.maximum),
+        (starts, w, np.minimum),
+        (ends, -1, np.maximum),
+    ):
+        out = np.full(label.size, init)
+        reduce.at(out, label, values)
+        extent.append(out[roots])
+    first_row, last_row, first_col, last_col = extent
+    shallow = last_row - first_row + 1 <= BAND_DEPTH * h
+    narrow = last_col - first_col + 1 <= BAND_DEPTH * w
+    across = (np.maximum(top, bottom) >= BAND_COVER * w) | ((left > 0) & (right > 0))
+    down = (np.maximum(left, right) >= BAND_COVER * h) | ((top > 0) & (bottom > 0))
+    span = np.maximum((last_row - first_row + 1) / h, (last_col - first_col + 1) / w)
+    return (across & shallow) | (down & narrow), span
 
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int]:

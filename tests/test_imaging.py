@@ -86,8 +86,33 @@ def test_remove_specks_drops_a_band_bigger_than_the_digit():
     for r in range(4, 40):
         seven[r, max(0, 26 - (r * 26) // 40) : max(4, 30 - (r * 26) // 40)] = True
     speck = seven.copy()
-    speck[30, 25] = True
+    speck[28:31, 24:27] = True  # a pen dot: 9 pixels, 3% of the ink
     np.testing.assert_array_equal(imaging.remove_specks(speck), seven)
+    # a digit cut by the top and bottom of the frame is no band to a dot beside it
+    cut = np.zeros((40, 100), dtype=bool)
+    cut[:, 46:54] = True
+    dotted = cut.copy()
+    dotted[20:23, 70:73] = True
+    np.testing.assert_array_equal(imaging.remove_specks(dotted), cut)
+
+
+def test_a_pen_dot_beside_a_tightly_cropped_digit_is_dust(shipped_model):
+    for digit in range(10):
+        img = render_digit(digit, seed=40 + digit, size=(64, 64)).convert("L")
+        a = np.array(img.crop(img.point(lambda v: 255 - v).getbbox()))
+        dotted = a.copy()
+        paper = a > 200
+        clear = [
+            (r, c)
+            for r in range(2, a.shape[0] - 4)
+            for c in range(2, a.shape[1] - 4)
+            if paper[r - 1 : r + 3, c - 1 : c + 3].all()
+        ]
+        r, c = clear[len(clear) // 2]  # paper well clear of the strokes and the edges
+        dotted[r : r + 2, c : c + 2] = 0  # 4 pixels: 1-2% of the ink
+        features = _features(Image.fromarray(dotted))
+        assert features.sum() > 150, digit  # the digit, not the dot, made the 32x32 bitmap
+        assert shipped_model.predict(features[None])[0][0] == digit
 
 
 def test_a_page_edge_in_a_photo_does_not_change_the_digit():
