@@ -37,13 +37,28 @@ def main() -> None:
         for f in dataclasses.fields(training.Recipe)
         if getattr(args, f.name, None) is not None
     }
+    for name, value in given.items():
+        low = 0 if name in ("alpha", "augment", "synthetic") else 1e-12
+        if value < low:
+            parser.error(f"--{name.replace('_', '-')} must be {'>= 0' if low == 0 else '> 0'}")
     recipe = dataclasses.replace(training.Recipe(), **given)
     print(f"recipe: {recipe}")
 
     X, y = training.load_digits_data()
     train_idx, test_idx = training.split_indices(y)
     names = ["test split", *(s.name for s in args.suites)]
-    print(f"{'seed':>4} " + " ".join(f"{n:>12}" for n in names) + f" {'fit s':>6}")
+    widths = [max(12, len(n)) for n in names]
+
+    def line(label: str, values: list[float]) -> str:
+        return f"{label:>4} " + " ".join(
+            f"{v:>{w}.4f}" for v, w in zip(values, widths, strict=True)
+        )
+
+    print(
+        f"{'seed':>4} "
+        + " ".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True))
+        + "  fit s"
+    )
     table = []
     for seed in args.seeds:
         start = time.perf_counter()
@@ -55,13 +70,12 @@ def main() -> None:
             y_true, y_pred, _ = evaluate_folder(str(suite), model)
             row.append(float((y_true == y_pred).mean()) if len(y_true) else float("nan"))
         table.append(row)
-        print(f"{seed:>4} " + " ".join(f"{v:>12.4f}" for v in row) + f" {fit_s:>6.0f}", flush=True)
+        print(line(str(seed), row) + f" {fit_s:>6.0f}", flush=True)
     a = np.array(table)
     for label, values in (("mean", a.mean(0)), ("min", a.min(0)), ("max", a.max(0))):
-        print(f"{label:>4} " + " ".join(f"{v:>12.4f}" for v in values))
+        print(line(label, list(values)))
     if len(args.seeds) > 1:
-        spread = [statistics.stdev(col) for col in a.T]
-        print(f"{'sd':>4} " + " ".join(f"{v:>12.4f}" for v in spread))
+        print(line("sd", [statistics.stdev(col) for col in a.T]))
 
 
 if __name__ == "__main__":

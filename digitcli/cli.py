@@ -493,7 +493,7 @@ def show(
     type=click.IntRange(min=1),
     default=DEFAULT_RECIPE.max_iter,
     show_default=True,
-    help="Training epochs.",
+    help="Maximum training epochs.",
 )
 @click.option(
     "--batch-size",
@@ -565,7 +565,9 @@ def show(
     "(repeatable; measured only, never fitted).",
 )
 @click.option(
-    "--search", is_flag=True, help="Choose layers and alpha by cross-validated grid search."
+    "--search",
+    is_flag=True,
+    help="Choose layers, alpha, augmentation and ensemble size by cross-validated grid search.",
 )
 @click.option(
     "-j",

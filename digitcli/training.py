@@ -40,7 +40,7 @@ class Recipe:
     alpha : float
         L2 penalty of the MLP.
     max_iter : int
-        Epochs of Adam (every fit runs them all: the loss still falls slowly at the end).
+        Maximum epochs of Adam (scikit-learn stops earlier if the loss stops falling).
     augment : int
         Distorted copies added per training image (0 = none).
     ensemble : int
