@@ -497,11 +497,16 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
         out = stack.copy()
         out[multi] = remove_specks(stack[multi], min_fraction)
         return out[0] if single else out
-    y = rows % h
-    touch = (y == 0) | (y == h - 1) | (starts == 0) | (ends == w - 1)
-    size = np.bincount(label, weights=ends - starts + 1, minlength=rows.size)[roots]
-    inner = np.bincount(label, weights=touch, minlength=rows.size)[roots] == 0
-    band, span = _bands(label, roots, rows, starts, ends, h, w)
+    size, (top, bottom, left, right), (height, width) = _pieces(
+        label, roots, rows, starts, ends, h, w
+    )
+    inner = top + bottom + left + right == 0
+    # Bands: shallow, along half a side or from side to opposite side. A tightly cropped
+    # digit touches every side too, but it is as deep as the image.
+    across = (np.maximum(top, bottom) >= BAND_COVER * w) | ((left > 0) & (right > 0))
+    down = (np.maximum(left, right) >= BAND_COVER * h) | ((top > 0) & (bottom > 0))
+    band = (across & (height <= BAND_DEPTH * h)) | (down & (width <= BAND_DEPTH * w))
+    span = np.maximum(height / h, width / w)
     total_ink = np.bincount(image, weights=size, minlength=n)
     inner_ink = np.bincount(image, weights=size * inner, minlength=n)
     band_ink = np.bincount(image, weights=size * band, minlength=n)
@@ -526,7 +531,7 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     return out[0] if single else out
 
 
-def _bands(
+def _pieces(
     label: np.ndarray,
     roots: np.ndarray,
     rows: np.ndarray,
@@ -534,18 +539,23 @@ def _bands(
     ends: np.ndarray,
     h: int,
     w: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Which pieces are bands, and the span of each (its largest extent / the image's).
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]:
+    """Each piece's pixels, its pixels on each side of the image, its height and width.
 
-    A band is shallow and runs along half a side or from side to opposite side. A tightly
-    cropped digit touches every side too, but it is as deep as the image.
+    Pieces are in the order of `roots`; the sides are top, bottom, left and right.
     """
     y = rows % h
     run_length = ends - starts + 1
-    along = []  # pixels of each piece on the top, bottom, left and right side
-    for on_side in (run_length * (y == 0), run_length * (y == h - 1), starts == 0, ends == w - 1):
-        along.append(np.bincount(label, weights=on_side, minlength=label.size)[roots])
-    top, bottom, left, right = along
+    size, *sides = (
+        np.bincount(label, weights=weights, minlength=label.size)[roots]
+        for weights in (
+            run_length,
+            run_length * (y == 0),
+            run_length * (y == h - 1),
+            starts == 0,
+            ends == w - 1,
+        )
+    )
     extent = []  # first and last row and column of each piece
     for values, init, reduce in (
         (rows, rows.max() + 1, np.minimum),
@@ -557,12 +567,7 @@ def _bands(
         reduce.at(out, label, values)
         extent.append(out[roots])
     first_row, last_row, first_col, last_col = extent
-    shallow = last_row - first_row + 1 <= BAND_DEPTH * h
-    narrow = last_col - first_col + 1 <= BAND_DEPTH * w
-    across = (np.maximum(top, bottom) >= BAND_COVER * w) | ((left > 0) & (right > 0))
-    down = (np.maximum(left, right) >= BAND_COVER * h) | ((top > 0) & (bottom > 0))
-    span = np.maximum((last_row - first_row + 1) / h, (last_col - first_col + 1) / w)
-    return (across & shallow) | (down & narrow), span
+    return size, tuple(sides), (last_row - first_row + 1, last_col - first_col + 1)
 
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int]:
