@@ -64,6 +64,17 @@ class HiddenLayers(click.ParamType):
         return sizes
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which it lets through)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        """Parse and range-check `value`, then refuse non-finite numbers."""
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail("must be a finite number", param, ctx)
+        return number
+
+
 def _model_option(f: Any) -> Any:
     return click.option(
         "--model",
@@ -122,7 +133,7 @@ def cli() -> None:
 @click.option("--probabilities", is_flag=True, help="Add each digit's probability (p0..p9).")
 @click.option(
     "--min-confidence",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     metavar="P",
     help="Mark rows whose confidence is below P: their error says 'low confidence' "
     "(the digit is kept), so scripts can send them to a person.",
@@ -483,7 +494,7 @@ def show(
 )
 @click.option(
     "--alpha",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=DEFAULT_RECIPE.alpha,
     show_default=True,
     help="L2 penalty.",
@@ -504,7 +515,7 @@ def show(
 )
 @click.option(
     "--learning-rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=DEFAULT_RECIPE.learning_rate,
     show_default=True,
     help="Initial step size of Adam.",
@@ -621,8 +632,6 @@ def train(
 
     if jobs == 0:
         raise click.BadParameter("must not be 0", param_hint="'--jobs'")
-    if not math.isfinite(alpha):
-        raise click.BadParameter("must be a finite number", param_hint="'--alpha'")
     out_dir = Path(out).resolve().parent
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -632,8 +641,6 @@ def train(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
-    if not math.isfinite(learning_rate):
-        raise click.BadParameter("must be a finite number", param_hint="'--learning-rate'")
     recipe = Recipe(
         hidden_layers, alpha, max_iter, augment, ensemble, synthetic, batch_size, learning_rate
     )

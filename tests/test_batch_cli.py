@@ -73,6 +73,8 @@ def test_min_confidence_marks_rows_and_keeps_the_digit(runner, make_digit, csv_r
     result = runner.invoke(cli, ["classify", str(image), "--min-confidence", "0"])
     assert csv_rows(result.stdout)[0]["error"] == ""
     assert runner.invoke(cli, ["classify", str(image), "--min-confidence", "2"]).exit_code == 2
+    nan = runner.invoke(cli, ["classify", str(image), "--min-confidence", "nan"])
+    assert nan.exit_code == 2 and "finite" in nan.stderr  # nan would flag nothing, silently
 
 
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "loky"])

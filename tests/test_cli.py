@@ -450,6 +450,7 @@ def test_files_from_binary_and_non_utf8_names(runner, tmp_path, make_digit):
     [
         (["--alpha", "nan"], "finite"),
         (["--alpha", "inf"], "finite"),
+        (["--learning-rate", "inf"], "finite"),
         (["--out", "/proc/no/model.npz"], "--out"),
     ],
 )
