@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from digitcli import training
-from digitcli.batch import evaluate_folder
 
 
 def main() -> None:
@@ -66,9 +65,7 @@ def main() -> None:
         fit_s = time.perf_counter() - start
         model = training.make_model(members, {})
         row = [float((model.predict(X[test_idx])[0] == y[test_idx]).mean())]
-        for suite in args.suites:
-            y_true, y_pred, _ = evaluate_folder(str(suite), model)
-            row.append(float((y_true == y_pred).mean()) if len(y_true) else float("nan"))
+        row += [v["accuracy"] for v in training.validate(model, [str(s) for s in args.suites])]
         table.append(row)
         print(line(str(seed), row) + f" {fit_s:>6.0f}", flush=True)
     a = np.array(table)

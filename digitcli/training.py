@@ -351,12 +351,14 @@ def fit_recipe(
     list of tuple of (W, b)
         One network per member.
     """
-    if recipe.synthetic > 0 and glyphs is None:
+    if recipe.synthetic <= 0:
+        glyphs = None
+    elif glyphs is None:
         glyphs = synthetic_data(recipe.synthetic)
 
     def member(k: int) -> tuple[Layer, ...]:
         Xa, ya = augment(X, y, recipe.augment, seed + k)
-        if recipe.synthetic > 0 and glyphs is not None:
+        if glyphs is not None:
             Xs, ys = augment(*glyphs, 1, seed + k + SYNTH_COPY_SEED)
             Xa, ya = np.vstack([Xa, Xs]), np.concatenate([ya, ys])
         return fit_network(Xa, ya, recipe, seed + k)
