@@ -37,7 +37,7 @@ def main() -> None:
         if getattr(args, f.name, None) is not None
     }
     for name, value in given.items():
-        low = 0 if name in ("alpha", "augment", "synthetic") else 1e-12
+        low = 0 if name in ("alpha", "augment", "synthetic", "anneal_epochs") else 1e-12
         if value < low:
             parser.error(f"--{name.replace('_', '-')} must be {'>= 0' if low == 0 else '> 0'}")
     recipe = dataclasses.replace(training.Recipe(), **given)

@@ -521,6 +521,20 @@ def show(
     help="Initial step size of Adam.",
 )
 @click.option(
+    "--anneal-epochs",
+    type=click.IntRange(min=0),
+    default=DEFAULT_RECIPE.anneal_epochs,
+    show_default=True,
+    help="Epochs at a tenth of the learning rate after --max-iter (0 = none).",
+)
+@click.option(
+    "--originals",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RECIPE.originals,
+    show_default=True,
+    help="Times each original Digits image is in the training data (distorted copies once).",
+)
+@click.option(
     "--augment",
     type=click.IntRange(min=0),
     default=DEFAULT_RECIPE.augment,
@@ -565,7 +579,7 @@ def show(
     "--fast",
     is_flag=True,
     help="A small recipe for trying things out (128 hidden, augment 1, one network, "
-    "50 synthetic, 3 folds; about 7 s); options given explicitly still apply.",
+    "50 synthetic, 3 folds; about 10 s); options given explicitly still apply.",
 )
 @click.option(
     "--validate-images",
@@ -605,6 +619,8 @@ def train(
     synthetic: int,
     batch_size: int,
     learning_rate: float,
+    anneal_epochs: int,
+    originals: int,
     seed: int,
     folds: int,
     cv_ensemble: bool,
@@ -642,7 +658,16 @@ def train(
     if not os.access(out_dir, os.W_OK):
         raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
     recipe = Recipe(
-        hidden_layers, alpha, max_iter, augment, ensemble, synthetic, batch_size, learning_rate
+        hidden_layers,
+        alpha,
+        max_iter,
+        augment,
+        ensemble,
+        synthetic,
+        batch_size,
+        learning_rate,
+        originals,
+        anneal_epochs,
     )
     if fast:  # the fast preset, except for what was given on the command line
         ctx = click.get_current_context()
@@ -679,7 +704,8 @@ def train(
     mean = sum(cv) / len(cv)
     r = result.recipe
     click.echo(
-        f"recipe:        {r.describe()} max_iter={r.max_iter} batch_size={r.batch_size} "
+        f"recipe:        {r.describe()} originals={r.originals} max_iter={r.max_iter} "
+        f"anneal_epochs={r.anneal_epochs} batch_size={r.batch_size} "
         f"learning_rate={r.learning_rate:g}",
         err=True,
     )

@@ -277,13 +277,16 @@ def test_train_fast_and_validate_images(runner, tmp_path, make_digit):
 def test_train_cv_ensemble_scores_the_whole_ensemble_per_fold(runner, tmp_path):
     out = tmp_path / "cv.npz"
     args = ["--ensemble", "2", "--cv-ensemble", "--batch-size", "64", "--learning-rate", "0.01"]
+    args += ["--originals", "2", "--anneal-epochs", "3"]
     result = runner.invoke(cli, ["train", *QUICK, *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "2-fold CV:" in result.stderr and "2 networks per fold" in result.stderr
-    assert "batch_size=64 learning_rate=0.01" in result.stderr
+    assert "anneal_epochs=3 batch_size=64 learning_rate=0.01" in result.stderr
+    assert "originals=2" in result.stderr
     meta = model_io.load(out).metadata
     assert meta["cv"]["networks_per_fold"] == 2 and len(meta["cv"]["scores"]) == 2
     assert meta["recipe"]["batch_size"] == 64 and meta["recipe"]["learning_rate"] == 0.01
+    assert meta["recipe"]["originals"] == 2 and meta["recipe"]["anneal_epochs"] == 3
 
 
 @pytest.mark.parametrize(
@@ -296,6 +299,8 @@ def test_train_cv_ensemble_scores_the_whole_ensemble_per_fold(runner, tmp_path):
         ["--batch-size", "0"],
         ["--learning-rate", "0"],
         ["--learning-rate", "nan"],
+        ["--originals", "0"],
+        ["--anneal-epochs", "-1"],
     ],
 )
 def test_train_bad_options_exit_2(runner, tmp_path, args):

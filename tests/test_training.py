@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,7 @@ def test_synthetic_data_is_converted_like_real_images():
     np.testing.assert_array_equal(X, training.synthetic_data(6)[0])  # fixed set
 
 
-def test_fit_recipe_adds_synthetic_glyphs_and_a_copy_of_each(digits, monkeypatch):
+def test_fit_recipe_data_are_originals_copies_and_glyphs(digits, monkeypatch):
     X, y = digits
     seen = []
 
@@ -69,14 +71,18 @@ def test_fit_recipe_adds_synthetic_glyphs_and_a_copy_of_each(digits, monkeypatch
         return ()
 
     monkeypatch.setattr(training, "fit_network", fake_fit)
-    recipe = training.Recipe(augment=2, ensemble=1, synthetic=3)
+    recipe = training.Recipe(augment=2, ensemble=1, synthetic=3, originals=3)
     training.fit_recipe(X[:40], y[:40], recipe, seed=0)
     [(Xa, ya)] = seen
-    assert Xa.shape == (40 * 3 + 30 * 2, 64)
+    assert Xa.shape == (40 + 40 * 2 + 40 * 2 + 30 * 2, 64)
+    copies, copy_labels = training.augment(X[:40], y[:40], 2, seed=0)
+    np.testing.assert_array_equal(Xa[:120], copies)  # originals, then their copies
+    np.testing.assert_array_equal(Xa[120:200], np.vstack([X[:40], X[:40]]))  # originals again
+    np.testing.assert_array_equal(ya[:200], np.concatenate([copy_labels, y[:40], y[:40]]))
     Xs, ys = training.synthetic_data(3)
-    np.testing.assert_array_equal(Xa[120:150], Xs)
-    np.testing.assert_array_equal(ya[120:], np.concatenate([ys, ys]))
-    assert not np.array_equal(Xa[150:], Xs)  # the copies are distorted
+    np.testing.assert_array_equal(Xa[200:230], Xs)
+    np.testing.assert_array_equal(ya[200:], np.concatenate([ys, ys]))
+    assert not np.array_equal(Xa[230:], Xs)  # the copies are distorted
 
 
 def test_fit_recipe_uses_glyphs_it_is_given(digits, monkeypatch):
@@ -85,11 +91,27 @@ def test_fit_recipe_uses_glyphs_it_is_given(digits, monkeypatch):
     seen = []
     monkeypatch.setattr(training, "synthetic_data", lambda n: pytest.fail("drawn again"))
     monkeypatch.setattr(training, "fit_network", lambda Xa, ya, r, s: seen.append(Xa) or ())
-    recipe = training.Recipe(augment=0, ensemble=2, synthetic=2)
+    recipe = training.Recipe(augment=0, ensemble=2, synthetic=2, originals=1)
     training.fit_recipe(X[:40], y[:40], recipe, seed=0, glyphs=glyphs)
     assert len(seen) == 2
     for Xa in seen:
         np.testing.assert_array_equal(Xa[40:60], glyphs[0])
+
+
+def test_annealing_continues_with_a_smaller_step(digits):
+    """anneal_epochs adds epochs at a tenth of the step: not the same as more epochs."""
+    X, y = digits
+    base = training.Recipe(hidden_layers=(8,), max_iter=2, batch_size=100, anneal_epochs=0)
+
+    def weights(recipe):
+        return training.fit_network(X[:300], y[:300], recipe, seed=1)[0][0]
+
+    plain, annealed = weights(base), weights(replace(base, anneal_epochs=2))
+    longer = weights(replace(base, max_iter=4))
+    assert not np.allclose(annealed, plain)
+    assert not np.allclose(annealed, longer)
+    # Ten times smaller steps move the weights less than two more full-size epochs do.
+    assert np.abs(annealed - plain).sum() < np.abs(longer - plain).sum()
 
 
 def test_grid_recipes_cover_the_grid():
