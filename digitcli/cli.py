@@ -657,21 +657,11 @@ def train(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
-    recipe = Recipe(
-        hidden_layers,
-        alpha,
-        max_iter,
-        augment,
-        ensemble,
-        synthetic,
-        batch_size,
-        learning_rate,
-        originals,
-        anneal_epochs,
-    )
+    # Every Recipe field is an option of the same name.
+    ctx = click.get_current_context()
+    fields = [field.name for field in dataclasses.fields(Recipe)]
+    recipe = Recipe(**{name: ctx.params[name] for name in fields})
     if fast:  # the fast preset, except for what was given on the command line
-        ctx = click.get_current_context()
-        fields = [field.name for field in dataclasses.fields(Recipe)]
         given = {
             name
             for name in (*fields, "folds")

@@ -320,10 +320,11 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
         learning_rate_init=recipe.learning_rate,
         random_state=seed,
     )
+    inputs = X / 16.0
     with warnings.catch_warnings():
         # Stopping at max_iter is a recipe choice, not a fault.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X / 16.0, y)
+        clf.fit(inputs, y)
         if recipe.anneal_epochs:
             # A new Adam with a smaller step, starting from the weights fitted so far.
             clf.set_params(
@@ -331,7 +332,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
                 learning_rate_init=recipe.learning_rate / 10,
                 max_iter=recipe.anneal_epochs,
             )
-            clf.fit(X / 16.0, y)
+            clf.fit(inputs, y)
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
     return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_, strict=True))
