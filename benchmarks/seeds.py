@@ -37,9 +37,15 @@ def main() -> None:
         if getattr(args, f.name, None) is not None
     }
     for name, value in given.items():
-        low = 0 if name in ("alpha", "augment", "synthetic", "anneal_epochs") else 1e-12
+        low = (
+            0
+            if name in ("alpha", "augment", "synthetic", "anneal_epochs", "kernel_weight")
+            else 1e-12
+        )
         if value < low:
             parser.error(f"--{name.replace('_', '-')} must be {'>= 0' if low == 0 else '> 0'}")
+    if given.get("kernel_weight", 0) >= 1:
+        parser.error("--kernel-weight must be < 1")
     recipe = dataclasses.replace(training.Recipe(), **given)
     print(f"recipe: {recipe}")
 
@@ -61,9 +67,8 @@ def main() -> None:
     table = []
     for seed in args.seeds:
         start = time.perf_counter()
-        members = training.fit_recipe(X[train_idx], y[train_idx], recipe, seed, args.jobs)
+        model = training.fit_model(X[train_idx], y[train_idx], recipe, seed, args.jobs)
         fit_s = time.perf_counter() - start
-        model = training.make_model(members, {})
         row = [float((model.predict(X[test_idx])[0] == y[test_idx]).mean())]
         row += [v["accuracy"] for v in training.validate(model, [str(s) for s in args.suites])]
         table.append(row)

@@ -535,6 +535,14 @@ def show(
     help="Times each original Digits image is in the training data (distorted copies once).",
 )
 @click.option(
+    "--kernel-weight",
+    type=FiniteFloatRange(0, 1, max_open=True),
+    default=DEFAULT_RECIPE.kernel_weight,
+    show_default=True,
+    help="Share of the kernel member (RBF logistic regression on the original images) "
+    "in the averaged probabilities (0 = networks only).",
+)
+@click.option(
     "--augment",
     type=click.IntRange(min=0),
     default=DEFAULT_RECIPE.augment,
@@ -621,6 +629,7 @@ def train(
     learning_rate: float,
     anneal_epochs: int,
     originals: int,
+    kernel_weight: float,
     seed: int,
     folds: int,
     cv_ensemble: bool,
@@ -696,11 +705,13 @@ def train(
     click.echo(
         f"recipe:        {r.describe()} originals={r.originals} max_iter={r.max_iter} "
         f"anneal_epochs={r.anneal_epochs} batch_size={r.batch_size} "
-        f"learning_rate={r.learning_rate:g}",
+        f"learning_rate={r.learning_rate:g} kernel_weight={r.kernel_weight:g}",
         err=True,
     )
     per_fold = result.model.metadata["cv"]["networks_per_fold"]
     nets = "one network" if per_fold == 1 else f"{per_fold} networks"
+    if r.kernel_weight:
+        nets += " and the kernel member"
     click.echo(
         f"{folds}-fold CV:    {mean:.4f} (on the 80% training part, {nets} per fold)", err=True
     )

@@ -10,6 +10,10 @@ Arrays in the archive
 ``x_offset``, ``x_scale`` (64,) float64: the network sees ``(x - x_offset) / x_scale``
 ``m{k}_W{i}``, ``m{k}_b{i}`` layer ``i`` of ensemble member ``k`` (ReLU hidden layers,
                         softmax output; members' probabilities are averaged)
+``kernel_centres``, ``kernel_gamma``, ``kernel_W``, ``kernel_b``, ``kernel_weight``
+                        (optional) the kernel member: softmax(rbf(x) @ W + b), where
+                        ``rbf(x)[j] = exp(-gamma * |x - centre_j|**2)`` on the scaled inputs;
+                        it has ``kernel_weight`` of the average, the networks the rest
 ``test_index``          (optional) int64 indices of the held-out Digits test split
 """
 
@@ -30,7 +34,9 @@ import numpy as np
 from digitcli.errors import ModelError
 
 FORMAT = "digitcli-model"
-FORMAT_VERSION = 1
+#: Files with a kernel member are version 2; older digitcli versions read only version 1,
+#: and would silently drop the kernel member.
+FORMAT_VERSION = 2
 N_FEATURES = 64
 N_CLASSES = 10
 FEATURES = "uci-optdigits-8x8: 64 on-pixel counts of 4x4 blocks of a 32x32 bitmap, 0..16"
@@ -42,8 +48,64 @@ Layer = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
+class Kernel:
+    """A kernel member: multinomial logistic regression on RBF similarities to stored images.
+
+    Parameters
+    ----------
+    centres : numpy.ndarray
+        ``(n, 64)`` images (scaled like the networks' inputs) the similarities are taken to.
+    gamma : float
+        ``rbf(z)[j] = exp(-gamma * |z - centres[j]|**2)``.
+    W, b : numpy.ndarray
+        ``(n, 10)`` and ``(10,)``: logits are ``rbf(z) @ W + b``.
+    weight : float
+        Share of the kernel member's probabilities in the model's average, in (0, 1).
+    """
+
+    centres: np.ndarray
+    gamma: float
+    W: np.ndarray
+    b: np.ndarray
+    weight: float
+
+    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``(n, 10)`` for scaled inputs `Z` ``(n, 64)``."""
+        return _softmax(rbf(Z, self.centres, self.gamma) @ self.W + self.b)
+
+
+def rbf(Z: np.ndarray, centres: np.ndarray, gamma: float) -> np.ndarray:
+    """RBF similarities ``exp(-gamma * |z - c|**2)`` of rows `Z` to rows `centres`.
+
+    Parameters
+    ----------
+    Z, centres : numpy.ndarray
+        ``(n, d)`` and ``(m, d)``.
+    gamma : float
+        Inverse squared width.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, m)``.
+    """
+    sq = np.einsum("ij,ij->i", Z, Z)[:, None] - 2 * (Z @ centres.T)
+    sq += np.einsum("ij,ij->i", centres, centres)[None, :]
+    np.maximum(sq, 0, out=sq)  # rounding can make a distance slightly negative
+    sq *= -gamma
+    return np.exp(sq, out=sq)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
+
+
+@dataclass(frozen=True)
 class Model:
-    """A trained classifier: one or more MLPs whose softmax outputs are averaged.
+    """A trained classifier: MLPs whose softmax outputs are averaged, and an optional kernel member.
 
     Parameters
     ----------
@@ -56,6 +118,8 @@ class Model:
         JSON-serialisable facts about the model (recipe, seed, scores, versions).
     test_index : numpy.ndarray or None
         Indices of the Digits samples held out for testing, if known.
+    kernel : Kernel or None
+        A kernel member with ``kernel.weight`` of the average (the networks share the rest).
     """
 
     members: tuple[tuple[Layer, ...], ...]
@@ -63,6 +127,7 @@ class Model:
     x_scale: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     test_index: np.ndarray | None = None
+    kernel: Kernel | None = None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities for feature rows.
@@ -88,11 +153,12 @@ class Model:
             W, b = layers[-1]
             logits = h @ W
             logits += b
-            logits -= logits.max(axis=1, keepdims=True)
-            np.exp(logits, out=logits)
-            logits /= logits.sum(axis=1, keepdims=True)
-            total += logits
-        return total / len(self.members)
+            total += _softmax(logits)
+        total /= len(self.members)
+        if self.kernel is not None:
+            total *= 1 - self.kernel.weight
+            total += self.kernel.weight * self.kernel.predict_proba(Z)
+        return total
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Most likely digit and its probability for each feature row.
@@ -167,12 +233,15 @@ def save(model: Model, path: str | os.PathLike[str]) -> Path:
     meta = dict(model.metadata)
     meta.update(
         format=FORMAT,
-        format_version=FORMAT_VERSION,
+        format_version=FORMAT_VERSION if model.kernel is not None else 1,
         features=FEATURES,
         members=len(model.members),
         layer_sizes=[int(model.members[0][0][0].shape[0])]
         + [int(W.shape[1]) for W, _ in model.members[0]],
     )
+    meta.pop("kernel", None)
+    if model.kernel is not None:
+        meta["kernel"] = {"centres": len(model.kernel.centres), "weight": model.kernel.weight}
     arrays: dict[str, np.ndarray] = {
         "metadata": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
         "x_offset": np.asarray(model.x_offset, dtype=np.float64),
@@ -182,6 +251,13 @@ def save(model: Model, path: str | os.PathLike[str]) -> Path:
         for i, (W, b) in enumerate(layers):
             arrays[f"m{k}_W{i}"] = np.asarray(W, dtype=np.float64)
             arrays[f"m{k}_b{i}"] = np.asarray(b, dtype=np.float64)
+    if model.kernel is not None:
+        k = model.kernel
+        arrays["kernel_centres"] = np.asarray(k.centres, dtype=np.float64)
+        arrays["kernel_gamma"] = np.asarray(k.gamma, dtype=np.float64)
+        arrays["kernel_W"] = np.asarray(k.W, dtype=np.float64)
+        arrays["kernel_b"] = np.asarray(k.b, dtype=np.float64)
+        arrays["kernel_weight"] = np.asarray(k.weight, dtype=np.float64)
     if model.test_index is not None:
         arrays["test_index"] = np.asarray(model.test_index, dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,7 +385,18 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> Model:
         k += 1
     if not members:
         raise bad("no network weights")
+    kernel = None
+    if "kernel_centres" in arrays:
+        centres = floats("kernel_centres")
+        if centres.ndim != 2 or centres.shape[1] != N_FEATURES or not len(centres):
+            raise bad(f"array kernel_centres has shape {centres.shape}")
+        gamma = float(floats("kernel_gamma", ()))
+        weight = float(floats("kernel_weight", ()))
+        if gamma <= 0 or not 0 < weight < 1:
+            raise bad(f"kernel_gamma {gamma} must be > 0 and kernel_weight {weight} in (0, 1)")
+        W = floats("kernel_W", (len(centres), N_CLASSES))
+        kernel = Kernel(centres, gamma, W, floats("kernel_b", (N_CLASSES,)), weight)
     test_index = arrays.get("test_index")
     if test_index is not None and (test_index.dtype.kind not in "iu" or test_index.ndim != 1):
         raise bad("test_index is not a list of integers")
-    return Model(tuple(members), x_offset, x_scale, meta, test_index)
+    return Model(tuple(members), x_offset, x_scale, meta, test_index, kernel)

@@ -277,16 +277,30 @@ def test_train_fast_and_validate_images(runner, tmp_path, make_digit):
 def test_train_cv_ensemble_scores_the_whole_ensemble_per_fold(runner, tmp_path):
     out = tmp_path / "cv.npz"
     args = ["--ensemble", "2", "--cv-ensemble", "--batch-size", "64", "--learning-rate", "0.01"]
-    args += ["--originals", "2", "--anneal-epochs", "3"]
+    args += ["--originals", "2", "--anneal-epochs", "3", "--kernel-weight", "0.3"]
     result = runner.invoke(cli, ["train", *QUICK, *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "2-fold CV:" in result.stderr and "2 networks per fold" in result.stderr
-    assert "anneal_epochs=3 batch_size=64 learning_rate=0.01" in result.stderr
+    assert "2-fold CV:" in result.stderr
+    assert "2 networks and the kernel member per fold" in result.stderr
+    assert "anneal_epochs=3 batch_size=64 learning_rate=0.01 kernel_weight=0.3" in result.stderr
     assert "originals=2" in result.stderr
-    meta = model_io.load(out).metadata
+    model = model_io.load(out)
+    meta = model.metadata
     assert meta["cv"]["networks_per_fold"] == 2 and len(meta["cv"]["scores"]) == 2
     assert meta["recipe"]["batch_size"] == 64 and meta["recipe"]["learning_rate"] == 0.01
     assert meta["recipe"]["originals"] == 2 and meta["recipe"]["anneal_epochs"] == 3
+    assert meta["recipe"]["kernel_weight"] == 0.3 == model.kernel.weight
+    assert meta["kernel"] == {"centres": 1437, "weight": 0.3}
+
+
+def test_train_without_kernel_member(runner, tmp_path):
+    out = tmp_path / "k0.npz"
+    result = runner.invoke(cli, ["train", *QUICK, "--kernel-weight", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "one network per fold" in result.stderr and "kernel_weight=0 " not in result.stderr
+    model = model_io.load(out)
+    assert model.kernel is None and "kernel" not in model.metadata
+    assert model.metadata["format_version"] == 1  # readable by digitcli before kernels
 
 
 @pytest.mark.parametrize(
@@ -301,6 +315,9 @@ def test_train_cv_ensemble_scores_the_whole_ensemble_per_fold(runner, tmp_path):
         ["--learning-rate", "nan"],
         ["--originals", "0"],
         ["--anneal-epochs", "-1"],
+        ["--kernel-weight", "1"],
+        ["--kernel-weight", "-0.1"],
+        ["--kernel-weight", "nan"],
     ],
 )
 def test_train_bad_options_exit_2(runner, tmp_path, args):

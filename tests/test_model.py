@@ -4,6 +4,7 @@ import io
 import json
 import pickle
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,59 @@ def test_save_load_round_trip(tmp_path):
     X = np.random.default_rng(3).integers(0, 17, size=(7, 64))
     np.testing.assert_array_equal(loaded.predict_proba(X), m.predict_proba(X))
     assert loaded.metadata["format"] == "digitcli-model"
-    assert loaded.metadata["format_version"] == model_io.FORMAT_VERSION
+    assert loaded.metadata["format_version"] == 1  # no kernel member
     assert loaded.metadata["layer_sizes"] == [64, 8, 10]
     assert loaded.metadata["recipe"] == {"alpha": 0.5}
     np.testing.assert_array_equal(loaded.test_index, np.arange(5))
     assert not list(tmp_path.glob("sub/.digitcli-*"))  # no temporary file left behind
+
+
+def _with_kernel(model: model_io.Model, weight: float = 0.3) -> model_io.Model:
+    rng = np.random.default_rng(7)
+    kernel = model_io.Kernel(
+        rng.random((12, 64)), 0.5, rng.normal(size=(12, 10)), rng.normal(size=10), weight
+    )
+    return replace(model, kernel=kernel)
+
+
+def test_kernel_member_has_its_share_of_the_average():
+    plain = _tiny_model()
+    mixed = _with_kernel(plain, 0.3)
+    X = np.random.default_rng(4).integers(0, 17, size=(9, 64))
+    Z = X / 16
+    dist = ((Z[:, None, :] - mixed.kernel.centres[None, :, :]) ** 2).sum(axis=2)
+    logits = np.exp(-0.5 * dist) @ mixed.kernel.W + mixed.kernel.b
+    kernel_p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = 0.7 * plain.predict_proba(X) + 0.3 * kernel_p
+    np.testing.assert_allclose(mixed.predict_proba(X), expected, atol=1e-12)
+
+
+def test_kernel_member_round_trip_is_format_2(tmp_path):
+    m = _with_kernel(_tiny_model())
+    loaded = model_io.load(model_io.save(m, tmp_path / "k.npz"))
+    X = np.random.default_rng(5).integers(0, 17, size=(6, 64))
+    np.testing.assert_array_equal(loaded.predict_proba(X), m.predict_proba(X))
+    assert loaded.metadata["format_version"] == 2 == model_io.FORMAT_VERSION
+    assert loaded.metadata["kernel"] == {"centres": 12, "weight": 0.3}
+    plain = model_io.load(model_io.save(_tiny_model(), tmp_path / "p.npz"))
+    assert plain.kernel is None and plain.metadata["format_version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda a: a.update(kernel_weight=np.array(1.0)), "kernel_weight"),
+        (lambda a: a.update(kernel_gamma=np.array(-1.0)), "kernel_gamma"),
+        (lambda a: a.update(kernel_W=np.zeros((11, 10))), "kernel_W"),
+        (lambda a: a.update(kernel_centres=np.zeros((12, 63))), "kernel_centres"),
+        (lambda a: a.pop("kernel_b"), "missing array kernel_b"),
+    ],
+)
+def test_inconsistent_kernel_member(tmp_path, change, match):
+    path = model_io.save(_with_kernel(_tiny_model()), tmp_path / "k.npz")
+    _rewrite(path, change)
+    with pytest.raises(ModelError, match=match):
+        model_io.load(path)
 
 
 def test_shipped_model_metadata(shipped_model):

@@ -144,6 +144,37 @@ def test_train_records_its_figures():
     assert ("cross-validate", 2, 2) in progress and ("fit", 1, 1) in progress
 
 
+def test_kernel_member_is_rbf_logistic_regression_on_the_originals(digits):
+    """fit_kernel on 0..16 features, run on the networks' scale, matches scikit-learn's own."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    X, y = digits
+    train, test = X[:300], X[300:400]
+    kernel = training.fit_kernel(train, y[:300], weight=0.25)
+    gamma = training.KERNEL_GAMMA
+    reference = LogisticRegression(C=training.KERNEL_C, max_iter=5000)
+    reference.fit(rbf_kernel(train, train, gamma=gamma), y[:300])
+    expected = reference.predict_proba(rbf_kernel(test, train, gamma=gamma))
+    np.testing.assert_allclose(kernel.predict_proba(test / 16), expected, atol=1e-9)
+    np.testing.assert_array_equal(kernel.centres, train / 16)
+    assert kernel.weight == 0.25
+    assert (expected.argmax(axis=1) == y[300:400]).mean() > 0.9
+
+
+def test_fit_model_adds_the_kernel_member_only_when_weighted(digits):
+    X, y = digits
+    recipe = training.Recipe(hidden_layers=(8,), max_iter=5, augment=0, ensemble=2, synthetic=0)
+    with_kernel = training.fit_model(X[:200], y[:200], recipe, seed=0)
+    assert len(with_kernel.members) == 2 and with_kernel.kernel.weight == 0.2
+    alone = training.fit_model(X[:200], y[:200], replace(recipe, kernel_weight=0), seed=0)
+    assert alone.kernel is None
+    # Same seeds, same networks; the kernel member takes its share of the average.
+    Z = X[200:260] / 16
+    expected = 0.8 * alone.predict_proba(X[200:260]) + 0.2 * with_kernel.kernel.predict_proba(Z)
+    np.testing.assert_allclose(with_kernel.predict_proba(X[200:260]), expected, atol=1e-12)
+
+
 @pytest.mark.slow
 def test_default_recipe_reproduces_the_shipped_model(shipped_model, digits):
     """`digitcli train` with default options makes exactly the shipped model."""
@@ -156,8 +187,7 @@ def test_default_recipe_reproduces_the_shipped_model(shipped_model, digits):
     assert shipped_model.metadata["seed"] == 0
     train_idx, test_idx = training.split_indices(y)
     np.testing.assert_array_equal(shipped_model.test_index, test_idx)
-    members = training.fit_recipe(X[train_idx], y[train_idx], recipe, seed=0, n_jobs=-1)
-    rebuilt = training.make_model(members, {})
+    rebuilt = training.fit_model(X[train_idx], y[train_idx], recipe, seed=0, n_jobs=-1)
     np.testing.assert_array_equal(rebuilt.predict_proba(X), shipped_model.predict_proba(X))
     accuracy = (rebuilt.predict(X[test_idx])[0] == y[test_idx]).mean()
     assert accuracy >= 0.985  # the foundation issue's bar
