@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import statistics
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ def main() -> None:
         if getattr(args, f.name, None) is not None
     }
     for name, value in given.items():
+        if not math.isfinite(value):
+            parser.error(f"--{name.replace('_', '-')} must be finite")
         low = (
             0
             if name in ("alpha", "augment", "synthetic", "anneal_epochs", "kernel_weight")

@@ -398,7 +398,8 @@ def evaluate(
     if "cv" in recorded:
         cv = recorded["cv"]
         per_fold = cv.get("networks_per_fold", 1)
-        nets = f"{per_fold} network{'s' if per_fold != 1 else ''} per fold"
+        nets = f"{per_fold} network{'s' if per_fold != 1 else ''}"
+        nets += " and the kernel member per fold" if "kernel" in model.metadata else " per fold"
         notes.append(f"recorded: {cv['folds']}-fold CV {cv['mean']:.4f} ({nets})")
     if "test_accuracy" in recorded:
         notes.append(f"recorded: test split {recorded['test_accuracy']:.4f}")
@@ -640,7 +641,7 @@ def train(
     out: str,
     quiet: bool,
 ) -> None:
-    """Fit the MLP on scikit-learn's Digits and save the model.
+    """Fit the model (MLPs and a kernel member) on scikit-learn's Digits and save it.
 
     Uses a stratified 80/20 split (recorded in the model); the 20% test part is only
     scored, never fitted or used to choose settings. Prints CV and test accuracy.

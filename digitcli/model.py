@@ -19,6 +19,7 @@ Arrays in the archive
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -34,9 +35,11 @@ import numpy as np
 from digitcli.errors import ModelError
 
 FORMAT = "digitcli-model"
-#: Files with a kernel member are version 2; older digitcli versions read only version 1,
-#: and would silently drop the kernel member.
+#: Files with a kernel member are version 2 (digitcli before kernels refuses them, instead
+#: of running the networks alone); files without one stay version 1.
 FORMAT_VERSION = 2
+#: At most this many kernel centres (the shipped model has 1,437).
+MAX_KERNEL_CENTRES = 20_000
 N_FEATURES = 64
 N_CLASSES = 10
 FEATURES = "uci-optdigits-8x8: 64 on-pixel counts of 4x4 blocks of a 32x32 bitmap, 0..16"
@@ -45,6 +48,7 @@ MAX_UNPACKED_BYTES = 256 * 2**20
 ENV_VAR = "DIGITCLI_MODEL"
 
 Layer = tuple[np.ndarray, np.ndarray]
+_KERNEL_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,38 @@ class Kernel:
     b: np.ndarray
     weight: float
 
+    @functools.cached_property
+    def _exponents(self) -> np.ndarray:
+        return _rbf_exponents(self.centres, self.gamma)
+
     def predict_proba(self, Z: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(n, 10)`` for scaled inputs `Z` ``(n, 64)``."""
-        return _softmax(rbf(Z, self.centres, self.gamma) @ self.W + self.b)
+        out = np.empty((len(Z), N_CLASSES))
+        for start in range(0, len(Z), _KERNEL_ROWS):  # bounds the (rows, centres) array
+            part = slice(start, start + _KERNEL_ROWS)
+            out[part] = _softmax(_rbf(Z[part], self._exponents) @ self.W + self.b)
+        return out
+
+
+def _rbf_exponents(centres: np.ndarray, gamma: float) -> np.ndarray:
+    # -gamma * |z - c|^2 = [z, 1, |z|^2] @ [2 gamma c; -gamma |c|^2; -gamma]: one matrix product.
+    return np.vstack(
+        [
+            2 * gamma * centres.T,
+            -gamma * np.einsum("ij,ij->i", centres, centres),
+            np.full(len(centres), -gamma),
+        ]
+    )
+
+
+def _rbf(Z: np.ndarray, exponents: np.ndarray) -> np.ndarray:
+    n, d = Z.shape
+    extended = np.empty((n, d + 2))
+    extended[:, :d] = Z
+    extended[:, d] = 1.0
+    extended[:, d + 1] = np.einsum("ij,ij->i", Z, Z)
+    out = extended @ exponents
+    return np.exp(out, out=out)
 
 
 def rbf(Z: np.ndarray, centres: np.ndarray, gamma: float) -> np.ndarray:
@@ -89,11 +122,7 @@ def rbf(Z: np.ndarray, centres: np.ndarray, gamma: float) -> np.ndarray:
     numpy.ndarray
         ``(n, m)``.
     """
-    sq = np.einsum("ij,ij->i", Z, Z)[:, None] - 2 * (Z @ centres.T)
-    sq += np.einsum("ij,ij->i", centres, centres)[None, :]
-    np.maximum(sq, 0, out=sq)  # rounding can make a distance slightly negative
-    sq *= -gamma
-    return np.exp(sq, out=sq)
+    return _rbf(Z, _rbf_exponents(centres, gamma))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -386,10 +415,14 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> Model:
     if not members:
         raise bad("no network weights")
     kernel = None
-    if "kernel_centres" in arrays:
+    if version >= 2 or any(name.startswith("kernel_") for name in arrays):
         centres = floats("kernel_centres")
         if centres.ndim != 2 or centres.shape[1] != N_FEATURES or not len(centres):
             raise bad(f"array kernel_centres has shape {centres.shape}")
+        if len(centres) > MAX_KERNEL_CENTRES or np.abs(centres).max() > 1e3:
+            raise bad(
+                f"kernel_centres: {len(centres)} centres, largest value {np.abs(centres).max():g}"
+            )
         gamma = float(floats("kernel_gamma", ()))
         weight = float(floats("kernel_weight", ()))
         if gamma <= 0 or not 0 < weight < 1:

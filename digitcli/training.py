@@ -94,6 +94,9 @@ SEARCH_GRID: dict[str, Sequence[Any]] = {
     "ensemble": [1, 3],
 }
 
+#: The model sees features / INPUT_SCALE (0..1).
+INPUT_SCALE = 16.0
+
 #: RBF width and inverse L2 penalty of the kernel member, for features on the 0..16 scale
 #: (the values an RBF SVC does well with on Digits).
 KERNEL_GAMMA = 1e-3
@@ -297,7 +300,7 @@ def _elastic(a: np.ndarray, rng: np.random.Generator, strength: float) -> np.nda
 
 
 def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tuple[Layer, ...]:
-    """Fit one scikit-learn MLP (ReLU, Adam) on `X` / 16 and return its layers.
+    """Fit one scikit-learn MLP (ReLU, Adam) on `X` / INPUT_SCALE and return its layers.
 
     Adam runs up to ``recipe.max_iter`` epochs, then ``recipe.anneal_epochs`` more with a
     new optimiser at a tenth of the step, from the weights reached.
@@ -329,7 +332,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
         learning_rate_init=recipe.learning_rate,
         random_state=seed,
     )
-    inputs = X / 16.0
+    inputs = X / INPUT_SCALE
     with warnings.catch_warnings():
         # Stopping at max_iter is a recipe choice, not a fault.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -421,12 +424,12 @@ def fit_kernel(X: np.ndarray, y: np.ndarray, weight: float) -> Kernel:
     Returns
     -------
     Kernel
-        Centres scaled like the networks' inputs (``X / 16``).
+        Centres scaled like the networks' inputs (``X / INPUT_SCALE``).
     """
     from sklearn.linear_model import LogisticRegression
 
-    centres = X / 16.0
-    gamma = KERNEL_GAMMA * 16.0**2  # the same width on the networks' input scale
+    centres = X / INPUT_SCALE
+    gamma = KERNEL_GAMMA * INPUT_SCALE**2  # the same width on the model's input scale
     clf = LogisticRegression(C=KERNEL_C, max_iter=5000).fit(rbf(centres, centres, gamma), y)
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
@@ -461,8 +464,9 @@ def make_model(
     test_index: np.ndarray | None = None,
     kernel: Kernel | None = None,
 ) -> Model:
-    """Wrap fitted networks (trained on inputs / 16) as a :class:`Model`."""
-    return Model(tuple(members), np.zeros(64), np.full(64, 16.0), metadata, test_index, kernel)
+    """Wrap fitted networks and kernel member (inputs / INPUT_SCALE) as a :class:`Model`."""
+    scale = np.full(64, INPUT_SCALE)
+    return Model(tuple(members), np.zeros(64), scale, metadata, test_index, kernel)
 
 
 def _fold_score(

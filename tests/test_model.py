@@ -111,6 +111,10 @@ def test_kernel_member_round_trip_is_format_2(tmp_path):
         (lambda a: a.update(kernel_W=np.zeros((11, 10))), "kernel_W"),
         (lambda a: a.update(kernel_centres=np.zeros((12, 63))), "kernel_centres"),
         (lambda a: a.pop("kernel_b"), "missing array kernel_b"),
+        (lambda a: a.pop("kernel_centres"), "missing array kernel_centres"),
+        (lambda a: [a.pop(k) for k in list(a) if k.startswith("kernel_")], "missing array kernel"),
+        (lambda a: a.update(kernel_centres=np.full((12, 64), 1e300)), "largest value"),
+        (lambda a: a.update(kernel_centres=np.zeros((20_001, 64))), "20001 centres"),
     ],
 )
 def test_inconsistent_kernel_member(tmp_path, change, match):
