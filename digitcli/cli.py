@@ -565,6 +565,13 @@ def show(
     help="Synthetic pen-stroke glyphs per digit added to the training data (0 = none).",
 )
 @click.option(
+    "--glyph-weight",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=DEFAULT_RECIPE.glyph_weight,
+    show_default=True,
+    help="Weight in the loss of each glyph and its copy (a Digits image weighs 1).",
+)
+@click.option(
     "--seed",
     type=int,
     default=0,
@@ -626,6 +633,7 @@ def train(
     augment: int,
     ensemble: int,
     synthetic: int,
+    glyph_weight: float,
     batch_size: int,
     learning_rate: float,
     anneal_epochs: int,
@@ -704,7 +712,8 @@ def train(
     mean = sum(cv) / len(cv)
     r = result.recipe
     click.echo(
-        f"recipe:        {r.describe()} originals={r.originals} max_iter={r.max_iter} "
+        f"recipe:        {r.describe()} originals={r.originals} "
+        f"glyph_weight={r.glyph_weight:g} max_iter={r.max_iter} "
         f"anneal_epochs={r.anneal_epochs} batch_size={r.batch_size} "
         f"learning_rate={r.learning_rate:g} kernel_weight={r.kernel_weight:g}",
         err=True,

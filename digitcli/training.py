@@ -49,6 +49,9 @@ class Recipe:
     synthetic : int
         Pen-stroke glyphs per digit (:mod:`digitcli.synth`, converted like real images)
         added to every fit's training data, each with one distorted copy (0 = none).
+    glyph_weight : float
+        Weight in the loss of each glyph and of its copy, against 1 for a Digits image or
+        copy. Many glyphs at a lower weight teach more shapes without crowding out Digits.
     batch_size : int
         Minibatch size of Adam.
     learning_rate : float
@@ -69,7 +72,8 @@ class Recipe:
     max_iter: int = 40
     augment: int = 4
     ensemble: int = 8
-    synthetic: int = 600
+    synthetic: int = 1000
+    glyph_weight: float = 0.6
     batch_size: int = 500
     learning_rate: float = 3e-3
     originals: int = 6
@@ -299,7 +303,13 @@ def _elastic(a: np.ndarray, rng: np.random.Generator, strength: float) -> np.nda
     )
 
 
-def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tuple[Layer, ...]:
+def fit_network(
+    X: np.ndarray,
+    y: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[Layer, ...]:
     """Fit one scikit-learn MLP (ReLU, Adam) on `X` / INPUT_SCALE and return its layers.
 
     Adam runs up to ``recipe.max_iter`` epochs, then ``recipe.anneal_epochs`` more with a
@@ -313,6 +323,8 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
         Settings.
     seed : int
         Seed of the weight initialisation and batch shuffling.
+    sample_weight : numpy.ndarray or None
+        Weight of each row in the loss (``None``: all 1).
 
     Returns
     -------
@@ -336,7 +348,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
     with warnings.catch_warnings():
         # Stopping at max_iter is a recipe choice, not a fault.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(inputs, y)
+        clf.fit(inputs, y, sample_weight=sample_weight)
         if recipe.anneal_epochs:
             # A new Adam with a smaller step, starting from the weights fitted so far.
             clf.set_params(
@@ -344,7 +356,7 @@ def fit_network(X: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int) -> tupl
                 learning_rate_init=recipe.learning_rate / 10,
                 max_iter=recipe.anneal_epochs,
             )
-            clf.fit(inputs, y)
+            clf.fit(inputs, y, sample_weight=sample_weight)
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
     return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_, strict=True))
@@ -363,7 +375,7 @@ def fit_recipe(
     Member ``k`` uses seed ``seed + k`` for its distorted copies and its weights. Each
     member's training data are the originals (``recipe.originals`` times), their distorted
     copies, and the recipe's synthetic glyphs (:func:`synthetic_data`) with one distorted
-    copy of each.
+    copy of each, weighted ``recipe.glyph_weight`` in the loss.
 
     Parameters
     ----------
@@ -395,10 +407,13 @@ def fit_recipe(
             extra = recipe.originals - 1
             Xa = np.vstack([Xa, *[X] * extra])
             ya = np.concatenate([ya, *[y] * extra])
+        weight = None
         if glyphs is not None:
             Xs, ys = augment(*glyphs, 1, seed + k + SYNTH_COPY_SEED)
+            if recipe.glyph_weight != 1:
+                weight = np.concatenate([np.ones(len(ya)), np.full(len(ys), recipe.glyph_weight)])
             Xa, ya = np.vstack([Xa, Xs]), np.concatenate([ya, ys])
-        return fit_network(Xa, ya, recipe, seed + k)
+        return fit_network(Xa, ya, recipe, seed + k, weight)
 
     if n_jobs == 1 or recipe.ensemble == 1:
         return [member(k) for k in range(recipe.ensemble)]

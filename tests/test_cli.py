@@ -201,15 +201,17 @@ QUICK = [
 
 def test_train_writes_model_and_summary(runner, tmp_path):
     out = tmp_path / "m.npz"
-    result = runner.invoke(cli, ["train", *QUICK, "--synthetic", "2", "--out", str(out)])
+    args = ["--synthetic", "2", "--glyph-weight", "0.3"]
+    result = runner.invoke(cli, ["train", *QUICK, *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert "test accuracy:" in result.stderr and str(out) in result.stderr
-    assert "synthetic=2" in result.stderr
+    assert "synthetic=2" in result.stderr and "glyph_weight=0.3" in result.stderr
     model = model_io.load(out)
     assert model.metadata["recipe"]["hidden_layers"] == [24]
     assert model.metadata["recipe"]["augment"] == 1
     assert model.metadata["recipe"]["synthetic"] == 2
+    assert model.metadata["recipe"]["glyph_weight"] == 0.3
 
 
 def test_train_is_deterministic(runner, tmp_path, digits):
@@ -319,6 +321,8 @@ def test_train_without_kernel_member(runner, tmp_path):
         ["--kernel-weight", "1"],
         ["--kernel-weight", "-0.1"],
         ["--kernel-weight", "nan"],
+        ["--glyph-weight", "0"],
+        ["--glyph-weight", "inf"],
     ],
 )
 def test_train_bad_options_exit_2(runner, tmp_path, args):

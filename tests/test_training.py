@@ -66,14 +66,14 @@ def test_fit_recipe_data_are_originals_copies_and_glyphs(digits, monkeypatch):
     X, y = digits
     seen = []
 
-    def fake_fit(Xa, ya, recipe, seed):
-        seen.append((Xa, ya))
+    def fake_fit(Xa, ya, recipe, seed, sample_weight=None):
+        seen.append((Xa, ya, sample_weight))
         return ()
 
     monkeypatch.setattr(training, "fit_network", fake_fit)
-    recipe = training.Recipe(augment=2, ensemble=1, synthetic=3, originals=3)
+    recipe = training.Recipe(augment=2, ensemble=1, synthetic=3, originals=3, glyph_weight=0.25)
     training.fit_recipe(X[:40], y[:40], recipe, seed=0)
-    [(Xa, ya)] = seen
+    [(Xa, ya, weight)] = seen
     assert Xa.shape == (40 + 40 * 2 + 40 * 2 + 30 * 2, 64)
     copies, copy_labels = training.augment(X[:40], y[:40], 2, seed=0)
     np.testing.assert_array_equal(Xa[:120], copies)  # originals, then their copies
@@ -83,6 +83,29 @@ def test_fit_recipe_data_are_originals_copies_and_glyphs(digits, monkeypatch):
     np.testing.assert_array_equal(Xa[200:230], Xs)
     np.testing.assert_array_equal(ya[200:], np.concatenate([ys, ys]))
     assert not np.array_equal(Xa[230:], Xs)  # the copies are distorted
+    np.testing.assert_array_equal(weight, [1.0] * 200 + [0.25] * 60)  # glyphs and their copies
+
+
+def test_glyph_weight_one_leaves_the_loss_unweighted(digits, monkeypatch):
+    X, y = digits
+    seen = []
+    monkeypatch.setattr(training, "fit_network", lambda *a: seen.append(a[4]) or ())
+    recipe = training.Recipe(augment=0, ensemble=1, synthetic=2, glyph_weight=1.0)
+    training.fit_recipe(X[:40], y[:40], recipe, seed=0)
+    assert seen == [None]
+
+
+def test_sample_weight_reaches_the_loss(digits):
+    X, y = digits
+    recipe = training.Recipe(hidden_layers=(8,), max_iter=3, batch_size=100, anneal_epochs=1)
+
+    def weights(sample_weight):
+        return training.fit_network(X[:300], y[:300], recipe, 1, sample_weight)[0][0]
+
+    plain = weights(None)
+    np.testing.assert_array_equal(weights(np.ones(300)), plain)
+    uneven = np.where(y[:300] == 3, 5.0, 1.0)
+    assert not np.allclose(weights(uneven), plain)
 
 
 def test_fit_recipe_uses_glyphs_it_is_given(digits, monkeypatch):
@@ -90,7 +113,7 @@ def test_fit_recipe_uses_glyphs_it_is_given(digits, monkeypatch):
     glyphs = training.synthetic_data(2)
     seen = []
     monkeypatch.setattr(training, "synthetic_data", lambda n: pytest.fail("drawn again"))
-    monkeypatch.setattr(training, "fit_network", lambda Xa, ya, r, s: seen.append(Xa) or ())
+    monkeypatch.setattr(training, "fit_network", lambda Xa, *rest: seen.append(Xa) or ())
     recipe = training.Recipe(augment=0, ensemble=2, synthetic=2, originals=1)
     training.fit_recipe(X[:40], y[:40], recipe, seed=0, glyphs=glyphs)
     assert len(seen) == 2
