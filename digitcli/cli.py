@@ -430,6 +430,10 @@ def _write_error_sheet(path: str, results: list[Any], y_true: Any, y_pred: Any) 
     click.echo(f"{len(entries)} misread images drawn in {path}", err=True)
 
 
+#: Terminal columns that show needs to draw the 32x32 bitmap beside the grid.
+BITMAP_COLUMNS = 96
+
+
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str, readable=False))
 @_model_option
@@ -440,18 +444,29 @@ def _write_error_sheet(path: str, results: list[Any], y_true: Any, y_pred: Any) 
     type=click.Path(file_okay=False, writable=True),
     help="Also write each image's normalised 32x32 bitmap and 8x8 grid as PNGs here.",
 )
+@click.option(
+    "--bitmap/--no-bitmap",
+    default=None,
+    help="Draw the normalised 32x32 bitmap beside the grid. Default: when the terminal is "
+    f"at least {BITMAP_COLUMNS} columns wide.",
+)
 def show(
-    images: tuple[str, ...], model_path: str | None, invert: bool | None, save_dir: str | None
+    images: tuple[str, ...],
+    model_path: str | None,
+    invert: bool | None,
+    save_dir: str | None,
+    bitmap: bool | None,
 ) -> None:
     """Show what the model sees: each image's 8x8 grid, prediction and top 3.
 
     The grid is the image after the conversion (values 0..16, as in scikit-learn's
-    Digits); it tells why an image was read as it was.
+    Digits); it tells why an image was read as it was. Beside it, the 32x32 bitmap the
+    grid counts (two rows per line) shows a hollowed or broken stroke at a glance.
 
     \b
     Examples:
       digitcli show photo.jpg
-      digitcli show scans/*.png --save debug/
+      digitcli show scans/*.png --bitmap --save debug/
     """
     from rich.console import Console
 
@@ -461,23 +476,26 @@ def show(
 
     model = _load_model(model_path)
     console = Console()
+    if bitmap is None:
+        bitmap = console.width >= BITMAP_COLUMNS
     failed = 0
     for name in images:
         try:
-            bitmap = bitmap_from_path(name, invert)
+            drawn = bitmap_from_path(name, invert)
         except ImageError as exc:
             failed += 1
             Console(stderr=True).print(render_grid(name, np.zeros((8, 8)), None, str(exc)))
             continue
-        grid = block_counts(bitmap)
-        console.print(render_grid(name, grid, model.predict_proba(grid.reshape(1, 64))[0]))
+        grid = block_counts(drawn)
+        probabilities = model.predict_proba(grid.reshape(1, 64))[0]
+        console.print(render_grid(name, grid, probabilities, bitmap=drawn if bitmap else None))
         if save_dir:
             from PIL import Image
 
             out = Path(save_dir)
             out.mkdir(parents=True, exist_ok=True)
             stem = Path(name).stem
-            big = Image.fromarray(np.where(bitmap, 0, 255).astype(np.uint8))
+            big = Image.fromarray(np.where(drawn, 0, 255).astype(np.uint8))
             big.resize((256, 256), Image.Resampling.NEAREST).save(out / f"{stem}_32x32.png")
             small = Image.fromarray((255 - grid * 255 // 16).astype(np.uint8))
             small.resize((256, 256), Image.Resampling.NEAREST).save(out / f"{stem}_8x8.png")

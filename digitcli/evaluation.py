@@ -195,8 +195,36 @@ def render_metrics(
     return [summary, per_class, confusion]
 
 
+#: A pair of bitmap rows as one character: (upper pixel on, lower pixel on).
+_HALF_BLOCKS = {(False, False): " ", (True, False): "\u2580", (False, True): "\u2584"}
+_HALF_BLOCKS[True, True] = "\u2588"
+
+
+def bitmap_text(bitmap: np.ndarray) -> str:
+    """A bool bitmap as text, two rows per line in half-block characters (on = ink).
+
+    Parameters
+    ----------
+    bitmap : numpy.ndarray
+        bool ``(h, w)``, h even.
+
+    Returns
+    -------
+    str
+        ``h / 2`` lines of ``w`` characters, framed by nothing.
+    """
+    return "\n".join(
+        "".join(_HALF_BLOCKS[bool(a), bool(b)] for a, b in zip(upper, lower, strict=True))
+        for upper, lower in zip(bitmap[0::2], bitmap[1::2], strict=True)
+    )
+
+
 def render_grid(
-    name: str, grid: np.ndarray, probabilities: np.ndarray | None, error: str = ""
+    name: str,
+    grid: np.ndarray,
+    probabilities: np.ndarray | None,
+    error: str = "",
+    bitmap: np.ndarray | None = None,
 ) -> RenderableType:
     """A rich panel showing what the model sees: the 8x8 grid, the prediction, the top 3.
 
@@ -210,6 +238,9 @@ def render_grid(
         ``(10,)`` class probabilities.
     error : str
         Why the image could not be converted, if it could not.
+    bitmap : numpy.ndarray or None
+        The normalised ``(32, 32)`` bitmap the grid counts, drawn to the left of the grid
+        (a hollowed or broken stroke shows there), or None.
 
     Returns
     -------
@@ -244,7 +275,11 @@ def render_grid(
         bar = "#" * round(float(probabilities[d]) * 20)
         side.append(f"{int(d)}  {probabilities[d]:.4f} {bar}\n")
     layout = Table.grid(padding=(0, 3))
-    layout.add_row(cells, side)
+    if bitmap is None:
+        layout.add_row(cells, side)
+    else:
+        drawn = Text(bitmap_text(bitmap), style="on grey15", no_wrap=True)
+        layout.add_row(drawn, cells, side)
     return Panel(layout, title=name, title_align="left", expand=False)
 
 

@@ -390,6 +390,35 @@ def test_show_prints_grid_and_top3_and_saves(runner, tmp_path, make_digit):
     assert first_row.split() == result.stdout.splitlines()[1].strip("│ ").split()[:8]
 
 
+def test_show_draws_the_bitmap_beside_the_grid(runner, make_digit):
+    from digitcli.evaluation import bitmap_text
+    from digitcli.imaging import bitmap_from_path
+
+    image = make_digit(0, "zero.png", stroke=0.3)
+    rows = bitmap_text(bitmap_from_path(image)).splitlines()
+    assert len(rows) == 16 and all(len(row) == 32 for row in rows)
+    drawn = runner.invoke(cli, ["show", str(image), "--bitmap"], env={"COLUMNS": "120"})
+    assert drawn.exit_code == 0, drawn.output
+    lines = drawn.stdout.splitlines()[1:17]
+    for row, line in zip(rows, lines, strict=True):
+        assert line.startswith("│ " + row)
+    plain = runner.invoke(cli, ["show", str(image), "--no-bitmap"], env={"COLUMNS": "120"})
+    assert "\u2588" not in plain.stdout and "\u2588" in drawn.stdout
+    # By default the bitmap is drawn when the terminal is wide enough for it.
+    wide = runner.invoke(cli, ["show", str(image)], env={"COLUMNS": "120"})
+    narrow = runner.invoke(cli, ["show", str(image)], env={"COLUMNS": "80"})
+    assert wide.stdout == drawn.stdout and "\u2588" not in narrow.stdout
+
+
+def test_bitmap_text_draws_two_rows_per_line():
+    from digitcli.evaluation import bitmap_text
+
+    bitmap = np.zeros((4, 3), dtype=bool)
+    bitmap[0, 0] = bitmap[1, 1] = bitmap[0, 2] = bitmap[1, 2] = True
+    bitmap[3, 0] = True
+    assert bitmap_text(bitmap) == "\u2580\u2584\u2588\n\u2584  "
+
+
 def test_eval_errors_sheet(runner, tmp_path, make_digit):
     for d in range(10):
         make_digit(d, f"set/{d}/x.png", seed=d)
