@@ -270,12 +270,26 @@ def _resize_each(
     )
 
 
+#: The ground is first estimated with windows of about this many pixels at the work size ...
+GROUND_WINDOW = 5
+#: ... and where that estimate rises near the digit by more than this fraction of the ink's
+#: contrast (it may have climbed onto a bold stroke) ...
+GROUND_RISE = 0.2
+#: ... again near the digit, first with a window this fraction of the larger side of the
+#: digit's box: no window fits inside any part of the digit (unless its whole box is ink) ...
+DIGIT_WINDOW = 1.0
+#: ... then with a window this many times the digit's widest stroke (the side of the largest
+#: square of ink in it), to follow the ground as closely as that pen allows.
+STROKE_WINDOW = 2
+#: Between two strokes, a pixel at least this fraction as dark as both is a stroke's
+#: hollowed inside (a hole or a gap between strokes is paper).
+HOLLOW_LEVEL = 0.8
+
+
 def flatten_background(ink: np.ndarray, work: int = 64) -> np.ndarray:
     """Remove slowly varying ground (shadows, uneven light, tinted paper) from an ink map.
 
-    The ground's ink level is estimated on a copy at most `work` pixels wide by a grey-level
-    opening (min then max filters wider than a pen stroke), smoothed, enlarged back and
-    subtracted.
+    The first return value of :func:`ink_masks`, which explains how.
 
     Parameters
     ----------
@@ -289,26 +303,260 @@ def flatten_background(ink: np.ndarray, work: int = 64) -> np.ndarray:
     numpy.ndarray
         float32, same shape: ink above the local ground, 0..1.
     """
-    stack, single = _as_stack(ink.astype(np.float32, copy=False))
+    stack, single = _as_stack(ink)
+    flat = ink_masks(stack, work)[0]
+    return flat[0] if single else flat
+
+
+def ink_masks(ink: np.ndarray, work: int = 64) -> tuple[np.ndarray, ...]:
+    """Remove the ground, threshold and clean a stack of ink maps.
+
+    The ground's ink level is estimated on a copy at most `work` pixels wide, enlarged back
+    and subtracted; then Otsu's threshold and :func:`remove_specks` give the digit's mask.
+
+    A first estimate is a grey-level opening with windows of about :data:`GROUND_WINDOW`
+    pixels, smoothed. It follows shadows and uneven light closely, but a pen wider than its
+    window holds the window too: the estimate climbs onto the stroke, and the stroke would
+    be hollowed into its outline. So wherever this estimate rises near the digit by more
+    than :data:`GROUND_RISE` of the ink's contrast, the ground near the digit (whose box the
+    outline keeps) is estimated again, by an opening whose square window is as large as the
+    digit's box (:data:`DIGIT_WINDOW`). An opening takes at each pixel the highest of the
+    lowest levels of the windows that hold it; no window fits inside the digit, so under
+    every stroke the ground is the paper beside it, and no ink is taken for ground. With the
+    whole digit in hand, the window is then narrowed to :data:`STROKE_WINDOW` times its
+    widest stroke (the largest square of ink that both this mask and the first one, its
+    hollowed insides filled, hold), so that the ground is followed as closely as that pen
+    allows. These openings count only windows inside the image: ink along a side (a tight
+    crop) is not continued past it.
+
+    Parameters
+    ----------
+    ink : numpy.ndarray
+        ``(n, h, w)`` ink strength 0..1 (:func:`ink_strength`).
+    work : int
+        Longest side of the copy the ground is estimated on.
+
+    Returns
+    -------
+    flat : numpy.ndarray
+        float32 ``(n, h, w)``: ink above the local ground, 0..1.
+    thresholds : numpy.ndarray
+        ``(n,)`` the ink level of the strokes (:func:`ink_thresholds`).
+    blank : numpy.ndarray
+        bool ``(n,)``: no digit (the strongest ink is too faint).
+    mask : numpy.ndarray
+        bool ``(n, h, w)``: the digit's ink, cleaned by :func:`remove_specks`.
+    """
+    ink = ink.astype(np.float32, copy=False)
+    ground, small, k = _first_ground(ink, work)
+    result = list(_masks(ink, ground))
+    flat, thresholds, blank = result[:3]
+    inked = (flat > thresholds[:, None, None]) & ~blank[:, None, None]
+    window, near, redo = _hollowing_risk(ground, small, inked, k)
+    todo = np.flatnonzero(redo)
+    if not todo.size:
+        return tuple(result)
+    # The digit rebuilt at the work size: the first mask (a hollowed stroke keeps its
+    # outline) and what lies between its strokes as dark as they are (a hollowed inside).
+    walls = _reduced(inked[todo], *small.shape[-2:])
+    digit = walls | _walled(walls, small[todo], window[todo])
+    for _ in range(2):  # a window as large as the digit, then just beyond its strokes
+        if not todo.size:
+            break
+        second = _opening_inside(small[todo], window[todo])
+        work_buf = _work_buffers(second, k // 2)
+        for _ in range(2):  # smoothed like the first estimate
+            second = _rank_filter(second, k, np.add, work_buf) / np.float32(k * k)
+        second = np.where(near[todo], np.minimum(second, ground[todo]), ground[todo])
+        part = _masks(ink[todo], second)
+        for out, values in zip(result, part, strict=True):
+            out[todo] = values
+        # The widest stroke: the largest square in the ink that both masks hold (the first
+        # mask, rebuilt, has no ground the second estimate could not follow; the second
+        # has the strokes whole).
+        both = digit & _reduced(part[3], *small.shape[-2:])
+        widest = STROKE_WINDOW * _widest_square(both) + 1
+        closer = widest < window[todo]
+        window[todo[closer]] = widest[closer]
+        todo, digit = todo[closer], digit[closer]
+    return tuple(result)
+
+
+def _first_ground(stack: np.ndarray, work: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The first estimate of the ground at the work size: ``(ground, small copy, k)``.
+
+    A min filter of 2k-1 then a max filter of k (an opening), then two box means of k.
+    """
     h, w = stack.shape[-2:]
     scale = work / max(h, w)
     small = stack
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = _resize_each(stack, size, Image.Resampling.BOX)
-    # Windows of 5 pixels at the work size; smaller images use proportionally smaller ones.
-    k = 5 if scale <= 1.0 else max(3, int(5 / scale) | 1)
-    # An opening: a min filter (two passes of k = one of 2k-1) then a max filter of k.
-    work = _work_buffers(small, k - 1)  # every pass reuses the same two buffers
-    ground = _rank_filter(_rank_filter(small, 2 * k - 1, np.minimum, work), k, np.maximum, work)
+    # Smaller images than the work size use proportionally smaller windows.
+    k = GROUND_WINDOW if scale <= 1.0 else max(3, int(GROUND_WINDOW / scale) | 1)
+    work_buf = _work_buffers(small, k - 1)  # every pass reuses the same two buffers
+    ground = _rank_filter(small, 2 * k - 1, np.minimum, work_buf)
+    ground = _rank_filter(ground, k, np.maximum, work_buf)
     for _ in range(2):  # two box means: a smooth ground, like a Gaussian blur
-        ground = _rank_filter(ground, k, np.add, work)
+        ground = _rank_filter(ground, k, np.add, work_buf)
         ground /= np.float32(k * k)
-    if scale < 1.0:
+    return ground.copy(), small, k
+
+
+def _masks(ink: np.ndarray, ground: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Subtract the (enlarged) ground, threshold, clean: ``(flat, thresholds, blank, mask)``."""
+    h, w = ink.shape[-2:]
+    if ground.shape[-2:] != (h, w):
         ground = _resize_each(ground, (w, h), Image.Resampling.BILINEAR)
-    out = np.subtract(stack, ground)
-    np.maximum(out, 0.0, out=out)  # ink and ground are both in 0..1
-    return out[0] if single else out
+    flat = np.subtract(ink, ground)
+    np.maximum(flat, 0.0, out=flat)  # ink and ground are both in 0..1
+    thresholds, blank = ink_thresholds(flat)
+    mask = remove_specks((flat > thresholds[:, None, None]) & ~blank[:, None, None])
+    return flat, thresholds, blank, mask
+
+
+def _hollowing_risk(
+    ground: np.ndarray, small: np.ndarray, mask: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the first ground estimate may have hollowed the digit.
+
+    Returns
+    -------
+    window : numpy.ndarray
+        int ``(n,)``: :data:`DIGIT_WINDOW` of the larger side of the digit's box at the work
+        size (at least the first estimate's window).
+    near : numpy.ndarray
+        bool ``(n, sh, sw)``: the digit's box widened by the window (a part of a hollowed
+        digit may have been dropped as clutter, but not one farther off).
+    redo : numpy.ndarray
+        bool ``(n,)``: the first estimate rises near the digit by more than
+        :data:`GROUND_RISE` of the ink's contrast.
+    """
+    n, h, w = mask.shape
+    sh, sw = small.shape[-2:]
+    found = mask.any(axis=(1, 2))
+    top, bottom, left, right = (np.zeros(n, np.intp) for _ in range(4))
+    if found.any():
+        box = _boxes(mask[found])
+        top[found], left[found] = box[0] * sh // h, box[2] * sw // w
+        bottom[found], right[found] = -(-box[1] * sh // h), -(-box[3] * sw // w)
+    side = np.maximum(bottom - top, right - left)
+    window = np.maximum(np.ceil(DIGIT_WINDOW * side).astype(np.intp), 2 * k - 1)
+    rows, cols = np.arange(sh)[:, None], np.arange(sw)[None, :]
+    t, b, lft, r, reach = (a[:, None, None] for a in (top, bottom, left, right, window))
+    near = (rows >= t - reach) & (rows < b + reach) & (cols >= lft - reach) & (cols < r + reach)
+    levels = small.reshape(n, -1)
+    lowest = levels.min(axis=1)
+    rise = np.where(near, ground, -np.inf).reshape(n, -1).max(axis=1) - lowest
+    return window, near, found & (rise > GROUND_RISE * (levels.max(axis=1) - lowest))
+
+
+def _walled(mask: np.ndarray, levels: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """The inside of a hollowed stroke, not a hole or a gap between strokes.
+
+    Pixels between two pixels of `mask` (left and right, or above and below), each at most
+    the image's `gap` away, whose level is at least :data:`HOLLOW_LEVEL` of the lower of
+    those two.
+    """
+    out = np.zeros_like(mask)
+    reach = gap[:, None, None]
+    for axis in (1, 2):
+        size = mask.shape[axis]
+        at = np.arange(size).reshape([size if a == axis else 1 for a in range(3)])
+        before = np.maximum.accumulate(np.where(mask, at, -2 * size), axis=axis)
+        flipped = np.flip(np.where(mask, at, 3 * size), axis=axis)
+        after = np.flip(np.minimum.accumulate(flipped, axis=axis), axis=axis)
+        walls = (
+            np.take_along_axis(levels, np.clip(end, 0, size - 1), axis=axis)
+            for end in (before, after)
+        )
+        between = (at - before <= reach) & (after - at <= reach)
+        out |= between & (levels >= HOLLOW_LEVEL * np.minimum(*walls))
+    return out
+
+
+def _window_extreme(a: np.ndarray, size: int, op: np.ufunc, axis: int) -> np.ndarray:
+    """``op`` over centred windows of odd `size` along `axis`, inside the image only.
+
+    Positions outside the image hold -1 (below any ink level): a minimum over a window that
+    leaves the image is -1, and a maximum ignores them. Log-doubling: O(log size)
+    whole-array operations.
+    """
+    half = size // 2
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (half, half)
+    out = np.pad(a, pad, constant_values=-1.0)
+    n = a.shape[axis]
+    span = 1  # out[i] covers padded[i : i + span]
+    while 2 * span <= size:
+        length = out.shape[axis] - span
+        out = op(
+            out.take(range(length), axis=axis), out.take(range(span, span + length), axis=axis)
+        )
+        span *= 2
+    shift = size - span
+    return op(out.take(range(n), axis=axis), out.take(range(shift, shift + n), axis=axis))
+
+
+def _opening_inside(small: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Opening of each image of a stack with a square window of its own size.
+
+    Only windows inside the image count. A window is capped at the image's shorter side
+    and made odd (the max filter's window is then the min filter's, reflected).
+    """
+    out = np.empty_like(small)
+    window = np.minimum(window, min(small.shape[-2:]))
+    window -= window % 2 == 0
+    for size in np.unique(window).tolist():
+        chosen = window == size
+        part = small[chosen]
+        for op in (np.minimum, np.maximum):
+            part = _window_extreme(_window_extreme(part, size, op, -1), size, op, -2)
+        out[chosen] = part
+    return out
+
+
+def _reduced(mask: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A stack of masks at ``(h, w)``: a pixel is on where at least half of it is."""
+    if mask.shape[-2:] == (h, w):
+        return mask
+    return _resize_each(mask.astype(np.float32), (w, h), Image.Resampling.BOX) >= 0.5
+
+
+def _closed(mask: np.ndarray) -> np.ndarray:
+    """3x3 closing of a stack of masks (a dilation, then an erosion; the edges repeated)."""
+    out = mask
+    for combine in (np.logical_or, np.logical_and):
+        padded = np.pad(out, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        h, w = mask.shape[-2:]
+        out = out.copy()
+        for dy in range(3):
+            for dx in range(3):
+                combine(out, padded[:, dy : dy + h, dx : dx + w], out=out)
+    return out
+
+
+def _widest_square(mask: np.ndarray) -> np.ndarray:
+    """Side of the largest odd square of ink in each mask of a stack (0 if empty).
+
+    Past the image's edges counts as ink, so a stroke along an edge is measured whole
+    (if anything, too wide: the safe side for a window that must not fit in it).
+    """
+    side = np.where(mask.any(axis=(1, 2)), 1, 0)
+    inner = _closed(mask)  # cracks in a mask of a stroke are not gaps in its ink
+    while inner.any():  # 3x3 erosions until nothing is left
+        padded = np.pad(inner, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        h, w = inner.shape[-2:]
+        shrunk = inner.copy()
+        for dy in range(3):
+            for dx in range(3):
+                shrunk &= padded[:, dy : dy + h, dx : dx + w]
+        if shrunk.all(axis=(1, 2)).any():  # the whole image is ink: nothing to measure
+            shrunk[shrunk.all(axis=(1, 2))] = False
+        side += 2 * shrunk.any(axis=(1, 2))
+        inner = shrunk
+    return side
 
 
 def _histograms(stack: np.ndarray) -> np.ndarray:
@@ -500,12 +748,12 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     size, (top, bottom, left, right), (height, width) = _pieces(
         label, roots, rows, starts, ends, h, w
     )
-    inner = top + bottom + left + right == 0
     # Bands: shallow, along half a side or from side to opposite side. A tightly cropped
     # digit touches every side too, but it is as deep as the image.
     across = (np.maximum(top, bottom) >= BAND_COVER * w) | ((left > 0) & (right > 0))
     down = (np.maximum(left, right) >= BAND_COVER * h) | ((top > 0) & (bottom > 0))
     band = (across & (height <= BAND_DEPTH * h)) | (down & (width <= BAND_DEPTH * w))
+    inner = top + bottom + left + right == 0
     span = np.maximum(height / h, width / w)
     total_ink = np.bincount(image, weights=size, minlength=n)
     inner_ink = np.bincount(image, weights=size * inner, minlength=n)
@@ -846,7 +1094,13 @@ def bitmaps_from_masks(
     found : numpy.ndarray
         bool ``(n,)``: the cleaned mask holds ink.
     """
-    mask = remove_specks(mask)
+    return bitmaps_from_cleaned(ink, remove_specks(mask), thresholds)
+
+
+def bitmaps_from_cleaned(
+    ink: np.ndarray, mask: np.ndarray, thresholds: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bitmaps_from_masks` of a mask already cleaned by :func:`remove_specks`."""
     found = mask.any(axis=(1, 2))
     bitmaps = np.zeros((len(mask), 32, 32), dtype=bool)
     if found.any():
@@ -871,10 +1125,8 @@ def bitmaps_from_inks(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     found : numpy.ndarray
         bool ``(n,)``: False for a blank image (``no digit found``).
     """
-    ink = flatten_background(ink)
-    thresholds, blank = ink_thresholds(ink)
-    mask = (ink > thresholds[:, None, None]) & ~blank[:, None, None]
-    return bitmaps_from_masks(ink, mask, thresholds)
+    flat, thresholds, _, mask = ink_masks(ink)
+    return bitmaps_from_cleaned(flat, mask, thresholds)
 
 
 def bitmap_from_image(img: Image.Image, invert: bool | None = None) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["digit_strokes", "render_digit", "render_digit_array"]
+__all__ = ["digit_strokes", "pen_glyph", "render_digit"]
 
 _SUPERSAMPLE = 4
 _MIN_PEN_PX = 1.5
@@ -326,19 +326,43 @@ def render_digit(
     return Image.composite(ink_img, paper_img, mask)
 
 
-def render_digit_array(digit: int, **kw: object) -> np.ndarray:
-    """Render a digit like :func:`render_digit` and return it as a greyscale array.
+def pen_glyph(digit: int, *, seed: int, pen: float, tight: bool = False) -> Image.Image:
+    """A glyph drawn with a given pen, on a wide page or cropped tight to its ink.
+
+    The glyph's shape, slant and wobble depend on `seed` alone, so the same glyph can be
+    drawn with any pen.
 
     Parameters
     ----------
     digit : int
-        The digit to draw, 0-9.
-    **kw
-        Keyword arguments passed on to :func:`render_digit`.
+        The digit, 0-9.
+    seed : int
+        The glyph (see :func:`render_digit`).
+    pen : float
+        Pen width as a fraction of the height of the path the pen's tip follows (about; the
+        glyph's ink is taller by the pen). 0 gives the thinnest pen, 1.5 pixels.
+    tight : bool
+        Crop the image to the ink's box, so the ink touches every side; else the glyph
+        fills 30% of the height of a 160-pixel page.
 
     Returns
     -------
-    numpy.ndarray
-        ``uint8`` array of shape ``(height, width)`` (dark ink on light paper by default).
+    PIL.Image.Image
+        RGB, dark ink on white.
     """
-    return np.array(render_digit(digit, **kw).convert("L"))  # type: ignore[arg-type]
+    # render_digit's stroke is a fraction of the ink's height: tip path + pen, the path
+    # being about 0.95 of the box.
+    stroke = 0.95 * pen / (1.0 + pen)
+    if not tight:
+        return render_digit(
+            digit,
+            seed=seed,
+            size=(160, 160),
+            stroke=stroke or 1.5 / 48,
+            digit_height=0.3,
+            margin=0.3,
+        )
+    img = render_digit(digit, seed=seed, size=(96, 96), stroke=stroke or 1.5 / 86, margin=0.05)
+    ink = np.asarray(img.convert("L")) < 128
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return img.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
