@@ -15,6 +15,15 @@ Arrays in the archive
                         ``rbf(x)[j] = exp(-gamma * |x - centre_j|**2)`` on the scaled inputs;
                         it has ``kernel_weight`` of the average, the networks the rest
 ``test_index``          (optional) int64 indices of the held-out Digits test split
+
+Loading a hostile file
+----------------------
+:func:`load` refuses, with a one-line :class:`~digitcli.errors.ModelError`, anything that is
+not such an archive, and checks every size before it reads or unpacks the data: the archive's
+member count (:data:`MAX_ARRAYS`) and declared sizes, and each array's ``.npy`` header
+(plain numbers only, at most :data:`MAX_UNPACKED_BYTES` in all once loaded as float64). The
+metadata is capped in size and depth, numbers are checked to be finite and in range, and the
+figures ``digitcli eval`` shows (``cv``, ``test_accuracy``, ``validation``) are type-checked.
 """
 
 from __future__ import annotations
@@ -22,15 +31,19 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
+import re
 import tempfile
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import numpy as np
+from numpy.lib import format as npy
 
 from digitcli.errors import ModelError
 
@@ -40,15 +53,41 @@ FORMAT = "digitcli-model"
 FORMAT_VERSION = 2
 #: At most this many kernel centres (the shipped model has 1,437).
 MAX_KERNEL_CENTRES = 20_000
+#: Kernel centres are scaled inputs: at most this large in absolute value.
+MAX_CENTRE = 1e3
 N_FEATURES = 64
 N_CLASSES = 10
 FEATURES = "uci-optdigits-8x8: 64 on-pixel counts of 4x4 blocks of a 32x32 bitmap, 0..16"
 MAX_FILE_BYTES = 64 * 2**20
+#: What a file may cost in memory once loaded, every array element counted as 8 bytes
+#: (float64); checked against the sizes the archive and the array headers declare.
 MAX_UNPACKED_BYTES = 256 * 2**20
+#: At most this many arrays (zip members) in a file (the shipped model has 41).
+MAX_ARRAYS = 1024
+#: At most this many units in a layer (the shipped model has 256): bounds the forward pass.
+MAX_LAYER_WIDTH = 4096
+#: Weights, biases and offsets are at most this large in absolute value.
+MAX_WEIGHT = 1e6
+#: ``x_scale`` and ``kernel_gamma`` lie in ``[MIN_SCALE, MAX_SCALE]`` (positive, normal).
+MIN_SCALE = 1e-6
+MAX_SCALE = 1e6
+#: The JSON metadata is at most this many bytes (the shipped model has about 1 KB) ...
+MAX_METADATA_BYTES = 2**20
+#: ... and nests arrays and objects at most this deep (the shipped model: 3).
+MAX_METADATA_DEPTH = 32
 ENV_VAR = "DIGITCLI_MODEL"
 
 Layer = tuple[np.ndarray, np.ndarray]
-_KERNEL_ROWS = 1024
+#: Rows per step of the forward pass: bounds the (rows, width) and (rows, centres) arrays.
+_ROWS = 1024
+_LOADED_ITEMSIZE = 8
+_MAX_INDEX = 2**31 - 1
+_MAX_REASON_CHARS = 120
+#: Signature of a zip central directory entry: ``zipfile`` makes an object for each.
+_ZIP_ENTRY = b"PK\x01\x02"
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_NPY_HEADER_READERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -80,8 +119,8 @@ class Kernel:
     def predict_proba(self, Z: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(n, 10)`` for scaled inputs `Z` ``(n, 64)``."""
         out = np.empty((len(Z), N_CLASSES))
-        for start in range(0, len(Z), _KERNEL_ROWS):  # bounds the (rows, centres) array
-            part = slice(start, start + _KERNEL_ROWS)
+        for start in range(0, len(Z), _ROWS):  # bounds the (rows, centres) array
+            part = slice(start, start + _ROWS)
             out[part] = _softmax(_rbf(Z[part], self._exponents) @ self.W + self.b)
         return out
 
@@ -158,20 +197,52 @@ class Model:
     test_index: np.ndarray | None = None
     kernel: Kernel | None = None
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities for feature rows.
+    def predict_proba(
+        self, X: np.ndarray, *, invalid: Literal["raise", "nan"] = "raise"
+    ) -> np.ndarray:
+        """Class probabilities for feature rows; never a NaN or inf passed off as one.
+
+        :func:`load` refuses weights that are not finite or out of range, but extreme (yet
+        allowed) values can still overflow on some input. Such a row has no valid
+        probabilities: it must be reported as an error, never as a prediction.
 
         Parameters
         ----------
         X : numpy.ndarray
             Shape ``(n, 64)``, Digits features (0..16).
+        invalid : {"raise", "nan"}
+            For rows whose probabilities are not all finite: ``"raise"`` a
+            :class:`~digitcli.errors.ModelError`; ``"nan"``: make the whole row NaN, for the
+            caller to turn into an error row (``np.isnan(P).any(axis=1)`` finds them).
 
         Returns
         -------
         numpy.ndarray
-            Shape ``(n, 10)``, rows summing to 1.
+            Shape ``(n, 10)``, rows summing to 1 (or, with ``invalid="nan"``, all NaN).
+
+        Raises
+        ------
+        ModelError
+            With ``invalid="raise"``, if any row's probabilities are not finite.
         """
-        Z = (np.asarray(X, dtype=np.float64).reshape(-1, N_FEATURES) - self.x_offset) / self.x_scale
+        X = np.asarray(X, dtype=np.float64).reshape(-1, N_FEATURES)
+        out = np.empty((len(X), N_CLASSES))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for start in range(0, len(X), _ROWS):  # bounds the (rows, width) arrays
+                part = slice(start, start + _ROWS)
+                out[part] = self._proba((X[part] - self.x_offset) / self.x_scale)
+        broken = ~np.isfinite(out).all(axis=1)
+        if broken.any():
+            if invalid == "raise":
+                raise ModelError(
+                    f"the model gave no valid probability (not finite) for {broken.sum()} "
+                    f"of {len(out)} inputs"
+                )
+            out[broken] = np.nan
+        return out
+
+    def _proba(self, Z: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, 10)`` for scaled inputs `Z`, not checked."""
         total = np.zeros((Z.shape[0], N_CLASSES))
         for layers in self.members:
             h = Z
@@ -201,6 +272,11 @@ class Model:
         -------
         digits, confidence : numpy.ndarray
             Shapes ``(n,)``: int digits and float probabilities.
+
+        Raises
+        ------
+        ModelError
+            If the model gives no valid probabilities for a row (see :meth:`predict_proba`).
         """
         P = self.predict_proba(X)
         digits = P.argmax(axis=1)
@@ -307,6 +383,9 @@ def save(model: Model, path: str | os.PathLike[str]) -> Path:
 def load(path: str | os.PathLike[str]) -> Model:
     """Read and check a model file; never executes anything stored in it.
 
+    Every size is checked before anything is read or unpacked (see the module docstring),
+    so a hostile file costs at most :data:`MAX_FILE_BYTES` plus :data:`MAX_UNPACKED_BYTES`.
+
     Parameters
     ----------
     path : str or path-like
@@ -320,7 +399,7 @@ def load(path: str | os.PathLike[str]) -> Model:
     ------
     ModelError
         With a one-line reason if the file is missing, empty, not a model, corrupt,
-        truncated, inconsistent or of a newer format.
+        truncated, too large, inconsistent, out of range or of a newer format.
     """
     path = Path(path)
     try:
@@ -341,59 +420,133 @@ def load(path: str | os.PathLike[str]) -> Model:
         raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
     if not data.startswith(b"PK"):
         raise ModelError(f"not a digitcli model file (not an .npz archive): {path}")
+    if data.count(_ZIP_ENTRY) > MAX_ARRAYS:  # before zipfile makes an object per entry
+        raise _invalid(path, f"more than {MAX_ARRAYS} arrays")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            if sum(info.file_size for info in zf.infolist()) > MAX_UNPACKED_BYTES:
-                raise ModelError(f"model file unpacks to too much data: {path}")
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns of Python 2 headers: refuse them
+            arrays = _read_arrays(data, path)
     except ModelError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise ModelError(f"model file is corrupt or truncated: {path} ({exc})") from None
-    except (ValueError, OSError, KeyError) as exc:
-        # allow_pickle=False refuses object arrays with a ValueError: nothing ran.
-        raise ModelError(f"not a valid digitcli model file: {path} ({exc})") from None
+        raise ModelError(f"model file is corrupt or truncated: {path} ({_reason(exc)})") from None
+    except (ValueError, OSError, NotImplementedError) as exc:
+        # NotImplementedError: zipfile meets a zip feature it lacks (e.g. strong encryption)
+        raise _invalid(path, _reason(exc)) from None
     return _from_arrays(arrays, path)
+
+
+def _invalid(path: Path, reason: str) -> ModelError:
+    return ModelError(f"not a valid digitcli model file: {path} ({reason})")
+
+
+def _reason(exc: BaseException) -> str:
+    """First line of `exc`'s message, shortened: an error message stays one short line."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    return lines[0][:_MAX_REASON_CHARS]
+
+
+def _read_arrays(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    """The ``.npy`` arrays of an ``.npz`` archive, each size checked before its data is read.
+
+    Parameters
+    ----------
+    data : bytes
+        The archive.
+    path : pathlib.Path
+        Its path, for messages.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Read-only arrays of plain integers or floats, by member name without ``.npy``.
+
+    Raises
+    ------
+    ModelError
+        If a member is not a plain ``.npy`` array or the arrays would take too much memory.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    budget = MAX_UNPACKED_BYTES
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = zf.infolist()
+        if sum(info.file_size for info in members) > budget:
+            raise ModelError(f"model file unpacks to too much data: {path}")
+        for info in members:
+            name = info.filename.removesuffix(".npy")
+            label = repr(name[:40])
+            if name == info.filename or name in arrays:
+                raise _invalid(path, f"member {info.filename[:40]!r} is not a single .npy array")
+            if info.flag_bits & 0x1 or info.compress_type not in _COMPRESSIONS:
+                raise _invalid(path, f"array {label} is encrypted or oddly compressed")
+            with zf.open(info) as fp:
+                try:
+                    shape, fortran_order, dtype = _npy_header(fp)
+                except Exception as exc:
+                    # numpy parses the (<= 10,000 character) header with ast.literal_eval, then
+                    # tokenize: hostile text fails in many ways (ValueError, TypeError,
+                    # SyntaxError, TokenError, a warning made an error...), all meaning "bad".
+                    raise _invalid(path, f"array {label}: {_reason(exc)}") from None
+                count = math.prod(shape)
+                budget -= count * _LOADED_ITEMSIZE
+                if budget < 0:
+                    raise ModelError(f"model file unpacks to too much data: {path}")
+                nbytes = count * dtype.itemsize
+                if fp.tell() + nbytes != info.file_size:
+                    raise _invalid(path, f"array {label} does not match its header")
+                raw = fp.read(nbytes)  # zipfile checks the CRC as the member ends
+            order = "F" if fortran_order else "C"
+            arrays[name] = np.frombuffer(raw, dtype=dtype).reshape(shape, order=order)
+    return arrays
+
+
+def _npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Read an ``.npy`` header: shape, Fortran order and type of plain numbers.
+
+    Raises
+    ------
+    ValueError
+        If it is no ``.npy`` header of version 1 or 2, or declares a negative size or a type
+        other than plain integers or floats of at most 8 bytes (no objects: no pickles).
+    """
+    version = npy.read_magic(fp)
+    if version not in _NPY_HEADER_READERS:
+        raise ValueError(f".npy version {version}")
+    shape, fortran_order, dtype = _NPY_HEADER_READERS[version](fp)
+    if dtype.kind not in "fiu" or dtype.itemsize > _LOADED_ITEMSIZE:
+        raise ValueError(f"type {dtype}, not numbers")
+    if min(shape, default=0) < 0:
+        raise ValueError(f"shape {shape}")
+    return shape, fortran_order, dtype
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> Model:
     def bad(reason: str) -> ModelError:
-        return ModelError(f"not a valid digitcli model file: {path} ({reason})")
+        return _invalid(path, reason)
 
-    raw = arrays.get("metadata")
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise bad("no metadata")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise bad("metadata is not JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise bad("metadata does not name the digitcli model format")
-    version = meta.get("format_version")
-    if not isinstance(version, int):
-        raise bad("no format version")
-    if version > FORMAT_VERSION:
-        raise ModelError(
-            f"model file {path} has format version {version}, newer than this digitcli "
-            f"reads ({FORMAT_VERSION}): upgrade digitcli"
-        )
+    meta = _read_metadata(arrays.pop("metadata", None), path)
 
-    def floats(name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        a = arrays.get(name)
+    def floats(
+        name: str,
+        shape: tuple[int, ...] | None = None,
+        low: float = -MAX_WEIGHT,
+        high: float = MAX_WEIGHT,
+    ) -> np.ndarray:
+        a = arrays.pop(name, None)  # taken: the file's copy is freed as its float64 one is made
         if a is None:
             raise bad(f"missing array {name}")
-        if a.dtype.kind not in "fiu" or (shape is not None and a.shape != shape):
+        if shape is not None and a.shape != shape:
             raise bad(f"array {name} has shape {a.shape} and type {a.dtype}")
         a = a.astype(np.float64)
         if not np.isfinite(a).all():
             raise bad(f"array {name} holds non-finite values")
+        outside = a[(a < low) | (a > high)]
+        if outside.size:
+            raise bad(f"array {name} holds {outside[0]:g}, outside [{low:g}, {high:g}]")
         return a
 
     x_offset = floats("x_offset", (N_FEATURES,))
-    x_scale = floats("x_scale", (N_FEATURES,))
-    if (x_scale == 0).any():
-        raise bad("x_scale holds zeros")
+    x_scale = floats("x_scale", (N_FEATURES,), MIN_SCALE, MAX_SCALE)
     members = []
     k = 0
     while f"m{k}_W0" in arrays:
@@ -402,8 +555,10 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> Model:
         i = 0
         while f"m{k}_W{i}" in arrays:
             W = floats(f"m{k}_W{i}")
-            if W.ndim != 2 or W.shape[0] != width:
-                raise bad(f"layer m{k}_W{i} has shape {W.shape}, expected ({width}, ...)")
+            if W.ndim != 2 or W.shape[0] != width or not 1 <= W.shape[1] <= MAX_LAYER_WIDTH:
+                raise bad(
+                    f"layer m{k}_W{i} has shape {W.shape}, expected ({width}, 1..{MAX_LAYER_WIDTH})"
+                )
             b = floats(f"m{k}_b{i}", (W.shape[1],))
             layers.append((W, b))
             width = W.shape[1]
@@ -415,21 +570,139 @@ def _from_arrays(arrays: dict[str, np.ndarray], path: Path) -> Model:
     if not members:
         raise bad("no network weights")
     kernel = None
-    if version >= 2 or any(name.startswith("kernel_") for name in arrays):
-        centres = floats("kernel_centres")
+    if meta["format_version"] >= 2 or any(name.startswith("kernel_") for name in arrays):
+        centres = floats("kernel_centres", None, -MAX_CENTRE, MAX_CENTRE)
         if centres.ndim != 2 or centres.shape[1] != N_FEATURES or not len(centres):
             raise bad(f"array kernel_centres has shape {centres.shape}")
-        if len(centres) > MAX_KERNEL_CENTRES or np.abs(centres).max() > 1e3:
-            raise bad(
-                f"kernel_centres: {len(centres)} centres, largest value {np.abs(centres).max():g}"
-            )
-        gamma = float(floats("kernel_gamma", ()))
+        if len(centres) > MAX_KERNEL_CENTRES:
+            raise bad(f"kernel_centres: {len(centres)} centres, at most {MAX_KERNEL_CENTRES}")
+        gamma = float(floats("kernel_gamma", (), MIN_SCALE, MAX_SCALE))
         weight = float(floats("kernel_weight", ()))
-        if gamma <= 0 or not 0 < weight < 1:
-            raise bad(f"kernel_gamma {gamma} must be > 0 and kernel_weight {weight} in (0, 1)")
+        if not 0 < weight < 1:
+            raise bad(f"kernel_weight {weight:g} must be in (0, 1)")
         W = floats("kernel_W", (len(centres), N_CLASSES))
         kernel = Kernel(centres, gamma, W, floats("kernel_b", (N_CLASSES,)), weight)
     test_index = arrays.get("test_index")
-    if test_index is not None and (test_index.dtype.kind not in "iu" or test_index.ndim != 1):
-        raise bad("test_index is not a list of integers")
+    if test_index is not None:
+        if (
+            test_index.dtype.kind not in "iu"
+            or test_index.ndim != 1
+            or not len(test_index)
+            or test_index.min() < 0
+            or test_index.max() > _MAX_INDEX
+        ):
+            raise bad("test_index is not a list of indices")
+        test_index = test_index.astype(np.int64)
     return Model(tuple(members), x_offset, x_scale, meta, test_index, kernel)
+
+
+def _read_metadata(raw: np.ndarray | None, path: Path) -> dict[str, Any]:
+    """The metadata dict, its size, depth, numbers and the figures eval shows checked.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray or None
+        The ``metadata`` array (UTF-8 JSON as ``uint8``).
+    path : pathlib.Path
+        The model file, for messages.
+
+    Returns
+    -------
+    dict
+        With ``format`` and an int ``format_version`` this digitcli reads; ``cv``,
+        ``test_accuracy`` and ``validation``, where present, as :func:`_recorded_problem`
+        describes.
+    """
+
+    def bad(reason: str) -> ModelError:
+        return _invalid(path, reason)
+
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise bad("no metadata")
+    if raw.size > MAX_METADATA_BYTES:
+        raise bad(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    text = raw.tobytes()
+    if _json_depth(text) > MAX_METADATA_DEPTH:
+        raise bad(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+    try:
+        meta = json.loads(text.decode("utf-8"), parse_float=_finite, parse_constant=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad("metadata is not JSON with finite numbers") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise bad("metadata does not name the digitcli model format")
+    version = meta.get("format_version")
+    if not _is_int(version, 1):
+        raise bad("no format version")
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"model file {path} has format version {version}, newer than this digitcli "
+            f"reads ({FORMAT_VERSION}): upgrade digitcli"
+        )
+    problem = _recorded_problem(meta)
+    if problem:
+        raise bad(f"metadata {problem!r} is malformed")
+    return meta
+
+
+def _finite(text: str) -> float:
+    """Parse a JSON number that is a float; refuse ``NaN``, ``Infinity`` and ``1e999``."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"non-finite number {text[:20]}")
+    return number
+
+
+def _json_depth(text: bytes) -> int:
+    """How deeply JSON `text` nests arrays and objects, found without parsing it."""
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", text), dtype=np.uint8)  # strings dropped
+    steps = np.isin(skeleton, list(b"[{")).astype(np.int64) - np.isin(skeleton, list(b"]}"))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _is_int(value: Any, low: int, high: int = _MAX_INDEX) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _recorded_problem(meta: dict[str, Any]) -> str | None:
+    """The first of the recorded figures ``digitcli eval`` shows that is malformed, if any.
+
+    ``cv`` is ``{"folds": int >= 2, "mean": 0..1, "networks_per_fold": int >= 1 (optional)}``,
+    ``test_accuracy`` is 0..1 and ``validation`` a list of
+    ``{"images": str, "n": int >= 0, "accuracy": 0..1}`` (other keys are not checked).
+
+    Parameters
+    ----------
+    meta : dict
+        The parsed metadata.
+
+    Returns
+    -------
+    str or None
+        The malformed key, or None if all are well formed or absent.
+    """
+    if "cv" in meta:
+        cv = meta["cv"]
+        if not (
+            isinstance(cv, dict)
+            and _is_int(cv.get("folds"), 2)
+            and _is_fraction(cv.get("mean"))
+            and _is_int(cv.get("networks_per_fold", 1), 1)
+        ):
+            return "cv"
+    if "test_accuracy" in meta and not _is_fraction(meta["test_accuracy"]):
+        return "test_accuracy"
+    if "validation" in meta:
+        validation = meta["validation"]
+        if not isinstance(validation, list) or not all(
+            isinstance(v, dict)
+            and isinstance(v.get("images"), str)
+            and _is_int(v.get("n"), 0)
+            and _is_fraction(v.get("accuracy"))
+            for v in validation
+        ):
+            return "validation"
+    return None

@@ -113,7 +113,7 @@ def test_kernel_member_round_trip_is_format_2(tmp_path):
         (lambda a: a.pop("kernel_b"), "missing array kernel_b"),
         (lambda a: a.pop("kernel_centres"), "missing array kernel_centres"),
         (lambda a: [a.pop(k) for k in list(a) if k.startswith("kernel_")], "missing array kernel"),
-        (lambda a: a.update(kernel_centres=np.full((12, 64), 1e300)), "largest value"),
+        (lambda a: a.update(kernel_centres=np.full((12, 64), 1e300)), "kernel_centres holds 1e"),
         (lambda a: a.update(kernel_centres=np.zeros((20_001, 64))), "20001 centres"),
     ],
 )
@@ -240,7 +240,7 @@ def _set_meta(arrays, **changes):
         (lambda a: _set_meta(a, format="something-else"), "format"),
         (lambda a: a.update(m0_W1=np.zeros((8, 7)), m0_b1=np.zeros(7)), "7 outputs"),
         (lambda a: a.update(m0_b0=np.full(8, np.nan)), "non-finite"),
-        (lambda a: a.update(x_scale=np.zeros(64)), "zeros"),
+        (lambda a: a.update(x_scale=np.zeros(64)), "x_scale holds 0, outside"),
         (lambda a: a.pop("m0_W0"), "no network weights"),
         (lambda a: a.update(metadata=np.frombuffer(b"{not json", dtype=np.uint8)), "JSON"),
     ],
