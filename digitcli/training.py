@@ -344,11 +344,17 @@ def fit_network(
         learning_rate_init=recipe.learning_rate,
         random_state=seed,
     )
+    from threadpoolctl import threadpool_limits
+
     inputs = X / INPUT_SCALE
-    with warnings.catch_warnings():
-        # Stopping at max_iter is a recipe choice, not a fault.
+    # One BLAS thread: fits run side by side in joblib's workers, and a parent's fit on a
+    # loaded machine is many times slower with threads fighting for the cores.
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
+        warnings.simplefilter("always", UserWarning)  # seen below, whatever the caller's filters
+        # Stopping at max_iter is a recipe choice, not a fault (a UserWarning: filtered first).
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(inputs, y, sample_weight=sample_weight)
+        _raise_if_interrupted(caught)
         if recipe.anneal_epochs:
             # A new Adam with a smaller step, starting from the weights fitted so far.
             clf.set_params(
@@ -357,9 +363,18 @@ def fit_network(
                 max_iter=recipe.anneal_epochs,
             )
             clf.fit(inputs, y, sample_weight=sample_weight)
+            _raise_if_interrupted(caught)
+    for warning in caught:  # any other warning is the caller's to see
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
     return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_, strict=True))
+
+
+def _raise_if_interrupted(caught: list[warnings.WarningMessage]) -> None:
+    """scikit-learn's MLP swallows Ctrl-C (it warns and returns the half-fitted net): stop."""
+    if any("interrupted by user" in str(w.message) for w in caught):
+        raise KeyboardInterrupt
 
 
 def fit_recipe(
@@ -369,6 +384,7 @@ def fit_recipe(
     seed: int,
     n_jobs: int = 1,
     glyphs: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: ProgressFn | None = None,
 ) -> list[tuple[Layer, ...]]:
     """Fit every member of a recipe's ensemble on (augmented) training data.
 
@@ -390,6 +406,8 @@ def fit_recipe(
     glyphs : tuple of numpy.ndarray or None
         ``synthetic_data(recipe.synthetic)`` if the caller has it already (they take
         seconds to draw, and workers would each draw them again).
+    progress : callable or None
+        ``progress("fit", done, recipe.ensemble)`` as each member is fitted.
 
     Returns
     -------
@@ -416,10 +434,18 @@ def fit_recipe(
         return fit_network(Xa, ya, recipe, seed + k, weight)
 
     if n_jobs == 1 or recipe.ensemble == 1:
-        return [member(k) for k in range(recipe.ensemble)]
-    from joblib import Parallel, delayed
+        fitted: Iterable[tuple[Layer, ...]] = (member(k) for k in range(recipe.ensemble))
+    else:
+        from joblib import Parallel, delayed
 
-    return list(Parallel(n_jobs=n_jobs)(delayed(member)(k) for k in range(recipe.ensemble)))
+        runner = Parallel(n_jobs=n_jobs, return_as="generator")
+        fitted = runner(delayed(member)(k) for k in range(recipe.ensemble))
+    members = []
+    for network in fitted:
+        members.append(network)
+        if progress:
+            progress("fit", len(members), recipe.ensemble)
+    return members
 
 
 def fit_kernel(X: np.ndarray, y: np.ndarray, weight: float) -> Kernel:
@@ -458,6 +484,7 @@ def fit_model(
     seed: int,
     n_jobs: int = 1,
     glyphs: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: ProgressFn | None = None,
 ) -> Model:
     """Fit a recipe's networks (:func:`fit_recipe`) and its kernel member, as a :class:`Model`.
 
@@ -468,7 +495,7 @@ def fit_model(
     Model
         Without metadata or test index.
     """
-    members = fit_recipe(X, y, recipe, seed, n_jobs, glyphs)
+    members = fit_recipe(X, y, recipe, seed, n_jobs, glyphs, progress)
     kernel = fit_kernel(X, y, recipe.kernel_weight) if recipe.kernel_weight > 0 else None
     return make_model(members, {}, kernel=kernel)
 
@@ -637,10 +664,10 @@ def train(
         cv_scores = _cv_jobs(Xtr, ytr, scored, folds, seed, n_jobs, progress, "cross-validate")[0]
 
     if progress:
-        progress("fit", 0, 1)
-    model = replace(fit_model(Xtr, ytr, recipe, seed, n_jobs), test_index=test_idx)
-    if progress:
-        progress("fit", 1, 1)
+        progress("fit", 0, recipe.ensemble)
+    model = replace(
+        fit_model(Xtr, ytr, recipe, seed, n_jobs, progress=progress), test_index=test_idx
+    )
     test_accuracy = float((model.predict(X[test_idx])[0] == y[test_idx]).mean())
     metadata = {
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

@@ -154,7 +154,7 @@ def test_grid_recipes_cover_the_grid():
 def test_train_records_its_figures():
     progress = []
     result = training.train(
-        training.Recipe(hidden_layers=(16,), max_iter=20, augment=1, synthetic=0),
+        training.Recipe(hidden_layers=(16,), max_iter=20, augment=1, synthetic=0, ensemble=2),
         folds=2,
         n_jobs=1,
         progress=lambda *a: progress.append(a),
@@ -164,7 +164,8 @@ def test_train_records_its_figures():
     assert meta["test_accuracy"] == result.test_accuracy > 0.8
     assert meta["recipe"]["hidden_layers"] == [16]
     assert meta["split"]["seed"] == training.SPLIT_SEED
-    assert ("cross-validate", 2, 2) in progress and ("fit", 1, 1) in progress
+    assert ("cross-validate", 2, 2) in progress
+    assert [p for p in progress if p[0] == "fit"] == [("fit", 0, 2), ("fit", 1, 2), ("fit", 2, 2)]
 
 
 def test_kernel_member_is_rbf_logistic_regression_on_the_originals(digits):
@@ -225,3 +226,51 @@ def test_augmented_copies_look_converted(digits):
     assert (grids[:, 7].sum(axis=1) > 0).mean() >= 0.95
     on = Xa[100:].sum(axis=1)
     assert np.median(on) > 200
+
+
+TINY = training.Recipe(
+    hidden_layers=(8,), max_iter=3, augment=0, ensemble=3, synthetic=0, batch_size=100
+)
+
+
+def test_every_fit_runs_on_one_blas_thread(digits, monkeypatch):
+    from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_info
+
+    threads = []
+    fit = MLPClassifier.fit
+
+    def spy(self, *args, **kw):
+        threads.extend(pool["num_threads"] for pool in threadpool_info())
+        return fit(self, *args, **kw)
+
+    monkeypatch.setattr(MLPClassifier, "fit", spy)
+    X, y = digits
+    training.fit_network(X[:300], y[:300], replace(TINY, anneal_epochs=1), seed=0)
+    assert threads and set(threads) == {1}
+
+
+def test_ctrl_c_during_a_fit_stops_training(digits, monkeypatch):
+    """scikit-learn's MLP turns Ctrl-C into a warning and a half-fitted net: we stop."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier
+
+    def interrupted(self, *args, **kw):
+        warnings.warn("Training interrupted by user.", stacklevel=2)
+        return self
+
+    monkeypatch.setattr(MLPClassifier, "fit", interrupted)
+    X, y = digits
+    with pytest.raises(KeyboardInterrupt):
+        training.fit_network(X[:100], y[:100], TINY, seed=0)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_final_fit_reports_each_member(digits, jobs):
+    X, y = digits
+    seen = []
+    training.fit_recipe(
+        X[:300], y[:300], TINY, seed=0, n_jobs=jobs, progress=lambda *a: seen.append(a)
+    )
+    assert seen == [("fit", 1, 3), ("fit", 2, 3), ("fit", 3, 3)]
