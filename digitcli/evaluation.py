@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import itertools
+import math
 import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,6 +82,21 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     }
 
 
+#: The longest line of an optdigits CSV read (a row is 65 small numbers: under 300).
+MAX_CSV_LINE = 4096
+
+
+def _bounded_lines(fh: Any, path: str | os.PathLike[str]) -> Iterator[str]:
+    """The lines of a text file, refusing one longer than :data:`MAX_CSV_LINE` unread."""
+    for lineno in itertools.count(1):
+        line = fh.readline(MAX_CSV_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_CSV_LINE:
+            raise DataError(f"{path}, line {lineno}: longer than {MAX_CSV_LINE} characters")
+        yield line
+
+
 def load_optdigits_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read the UCI optdigits format: 64 integers 0..16 then the label, comma separated.
 
@@ -102,7 +121,7 @@ def load_optdigits_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     rows: list[list[int]] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            for lineno, fields in enumerate(csv.reader(fh), start=1):
+            for lineno, fields in enumerate(csv.reader(_bounded_lines(fh, path)), start=1):
                 if not fields or all(not f.strip() for f in fields):
                     continue
                 try:
@@ -125,6 +144,8 @@ def load_optdigits_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path} is not a text CSV file") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: {exc}") from None
     if not rows:
         raise DataError(f"{path} holds no data rows")
     data = np.asarray(rows, dtype=np.int64)
@@ -219,6 +240,42 @@ def bitmap_text(bitmap: np.ndarray) -> str:
     )
 
 
+#: Background grey level (0-255, the same for red, green and blue) of the 8x8 grid's values
+#: 1..16: value ``v`` is ``GRID_RAMP[v - 1]``, light to dark in equal steps, so every value
+#: has its own shade on dark and light terminals alike. 0 is drawn as a dim "." instead.
+GRID_RAMP: tuple[int, ...] = tuple(range(230, 19, -14))
+
+#: Text on a background grey level below this is white, otherwise black: at about 118 black
+#: and white text contrast equally with the grey (WCAG contrast ratio about 4.6 each).
+#: Both are given as RGB too, so a terminal theme's "black" and "white" cannot blur them.
+GRID_WHITE_TEXT_BELOW = 118
+GRID_BLACK_TEXT, GRID_WHITE_TEXT = "#000000", "#ffffff"
+
+#: Style of the grid's zeros (a "." with no background).
+GRID_ZERO_STYLE = "grey50"
+
+
+def _grid_style(value: int) -> str:
+    """The rich style of one grid value: a grey background from :data:`GRID_RAMP`.
+
+    Parameters
+    ----------
+    value : int
+        0..16.
+
+    Returns
+    -------
+    str
+        ``"#000000 on #rrggbb"`` (black text) or ``"#ffffff on #rrggbb"`` (white text);
+        :data:`GRID_ZERO_STYLE` for 0.
+    """
+    if not value:
+        return GRID_ZERO_STYLE
+    level = GRID_RAMP[value - 1]
+    text = GRID_WHITE_TEXT if level < GRID_WHITE_TEXT_BELOW else GRID_BLACK_TEXT
+    return f"{text} on #{level:02x}{level:02x}{level:02x}"
+
+
 def render_grid(
     name: str,
     grid: np.ndarray,
@@ -258,14 +315,7 @@ def render_grid(
     for _ in range(8):
         cells.add_column(justify="right", width=3)
     for row in grid.astype(int):
-        cells.add_row(
-            *(
-                Text(f"{v:>3}", style=f"black on grey{min(100, 35 + round(v * 65 / 16))}")
-                if v
-                else Text("  .", style="grey50")
-                for v in row
-            )
-        )
+        cells.add_row(*(Text(f"{v:>3}" if v else "  .", style=_grid_style(v)) for v in row))
     order = np.argsort(probabilities)[::-1][:3]
     best = int(order[0])
     side = Text()
@@ -283,42 +333,234 @@ def render_grid(
     return Panel(layout, title=name, title_align="left", expand=False)
 
 
-def error_sheet(
-    entries: list[tuple[str, int, int, np.ndarray | None]], path: str | os.PathLike[str]
-) -> None:
-    """Write a contact sheet of misread images: original, 8x8 grid, true and predicted digit.
+#: One misread image on the error sheet: its path, the true digit, the digit read (-1 when
+#: the image could not be converted), the 8x8 grid the model saw (None when it could not)
+#: and the confidence of the digit read (None when there is none).
+SheetEntry = tuple[str | os.PathLike[str], int, int, np.ndarray | None, float | None]
+
+#: Cells on one error sheet page at most; more misread images make more pages.
+SHEET_CELLS = 200
+#: Cells in a row of the error sheet.
+SHEET_COLUMNS = 4
+#: Side in pixels of a cell's two pictures: the image and the 8x8 grid.
+SHEET_THUMB = 72
+#: Pixels between the image and the grid.
+SHEET_THUMB_GAP = 8
+#: Pixels between the pictures and the first label line.
+SHEET_LABEL_GAP = 4
+#: Height in pixels of a label line (Pillow's default font is 13 pixels high).
+SHEET_LINE = 14
+#: Label lines under the pictures: the file name, then truth, reading and confidence.
+SHEET_LABEL_LINES = 2
+#: Width in pixels of a cell's content (the two pictures; labels are shortened to it).
+SHEET_CONTENT_WIDTH = 2 * SHEET_THUMB + SHEET_THUMB_GAP
+#: Blank pixels right of a cell and below it.
+SHEET_COLUMN_GAP, SHEET_ROW_GAP = 12, 6
+#: Horizontal and vertical distance in pixels from one cell to the next.
+SHEET_CELL_WIDTH = SHEET_CONTENT_WIDTH + SHEET_COLUMN_GAP
+SHEET_CELL_HEIGHT = SHEET_THUMB + SHEET_LABEL_GAP + SHEET_LABEL_LINES * SHEET_LINE + SHEET_ROW_GAP
+#: Put in the middle of a file name too long for its cell.
+ELLIPSIS = "\u2026"
+
+
+def _shorten_middle(text: str, fits: Callable[[str], bool]) -> str:
+    """`text`, or as much of its start and end as fits with :data:`ELLIPSIS` between them.
 
     Parameters
     ----------
-    entries : list of (image path, true digit, predicted digit or -1, 8x8 grid or None)
-        The misread images.
-    path : path-like
-        The PNG to write.
+    text : str
+        A file name.
+    fits : callable
+        Whether a string is short enough.
+
+    Returns
+    -------
+    str
+        `text` if it fits, else its start, the ellipsis and its end, as many characters
+        of each as fit (the start gets one more when the count is odd), so the name's
+        beginning and its suffix (``.png``) stay visible.
     """
-    from PIL import Image, ImageDraw, ImageOps
+    if fits(text):
+        return text
+
+    def cut(keep: int) -> str:
+        tail = keep // 2
+        return text[: keep - tail] + ELLIPSIS + text[len(text) - tail :]
+
+    lo, hi = 0, len(text) - 1  # the most characters kept that fit lies in lo..hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(cut(mid)):
+            lo = mid
+        else:
+            hi = mid - 1
+    return cut(lo)
+
+
+def _cell_label(
+    path: str | os.PathLike[str],
+    truth: int,
+    predicted: int,
+    confidence: float | None,
+    fits: Callable[[str], bool] | None = None,
+) -> str:
+    """The two label lines of an error sheet cell.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image file; its name (without folders, unprintable characters as ``?``) is the
+        first line.
+    truth : int
+        The true digit.
+    predicted : int
+        The digit read, or -1 when the image could not be converted.
+    confidence : float or None
+        The model's probability of the digit read.
+    fits : callable or None
+        Whether a line is short enough for the cell; the file name is shortened in the
+        middle (see :func:`_shorten_middle`) until it does. None: no shortening.
+
+    Returns
+    -------
+    str
+        ``"name.png\ntrue 3  read 5  97%"`` (the confidence in whole percent, 100% only if 1);
+        ``read none`` and no confidence when the image could not be converted.
+    """
+    # A name may hold line breaks or undecodable bytes (surrogates): "?" for anything unprintable.
+    name = "".join(c if c.isprintable() else "?" for c in Path(path).name)
+    if fits is not None:
+        name = _shorten_middle(name, fits)
+    said = "none" if predicted < 0 else str(predicted)
+    reading = f"true {truth}  read {said}"
+    if predicted >= 0 and confidence is not None:
+        # 0.996 shows 99%: a misread never looks certain unless the model was
+        percent = min(round(confidence * 100), 100 if confidence >= 1 else 99)
+        reading += f"  {percent}%"
+    return f"{name}\n{reading}"
+
+
+def _cell_origin(index: int) -> tuple[int, int]:
+    """The top left corner in pixels of cell `index` (0-based) on its page."""
+    return (index % SHEET_COLUMNS) * SHEET_CELL_WIDTH, (index // SHEET_COLUMNS) * SHEET_CELL_HEIGHT
+
+
+def _page_paths(path: Path, pages: int) -> list[Path]:
+    """`path` for one page; ``stem-1.png``, ``stem-2.png``, ... beside it for more."""
+    if pages == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{n}.png") for n in range(1, pages + 1)]
+
+
+def error_sheet(entries: Sequence[SheetEntry], path: str | os.PathLike[str]) -> list[Path]:
+    """Write contact sheets of misread images: original, 8x8 grid, name, digits, confidence.
+
+    Each cell shows the image and the grid the model saw side by side, then the image's
+    file name (shortened in the middle when too long) and ``true T  read R  C%``. A page
+    holds at most :data:`SHEET_CELLS` cells, :data:`SHEET_COLUMNS` to a row.
+
+    Parameters
+    ----------
+    entries : sequence of (path, truth, predicted, grid, confidence)
+        The misread images (see :data:`SheetEntry`): image path, true digit, digit read or
+        -1, ``(8, 8)`` grid of values 0..16 or None, confidence of the digit read or None.
+    path : str or path-like
+        The PNG to write. When the entries need several pages, ``stem-1.png``,
+        ``stem-2.png``, ... are written beside it instead (``errors.png`` gives
+        ``errors-1.png``, ``errors-2.png``) and `path` itself is not.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in page order; empty (nothing written) when `entries` is.
+
+    Raises
+    ------
+    OSError
+        If a page cannot be written (the pages before it are).
+    """
+    from PIL import Image, ImageDraw, ImageFont, ImageOps
 
     from digitcli.errors import ImageError
     from digitcli.imaging import open_image
 
-    cell, cols = 72, 4
-    width = cell * 2 + 8
-    rows = max(1, (len(entries) + cols - 1) // cols)
-    sheet = Image.new("RGB", (cols * (width + 12), rows * (cell + 22)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (image_path, truth, predicted, grid) in enumerate(entries):
-        x, y = (i % cols) * (width + 12), (i // cols) * (cell + 22)
+    font = ImageFont.load_default()
+
+    def fits(line: str) -> bool:
+        return font.getlength(line) <= SHEET_CONTENT_WIDTH
+
+    pages = [entries[i : i + SHEET_CELLS] for i in range(0, len(entries), SHEET_CELLS)]
+    targets = _page_paths(Path(path), len(pages))
+    for page, target in zip(pages, targets, strict=True):
+        rows = math.ceil(len(page) / SHEET_COLUMNS)
+        sheet = Image.new(
+            "RGB", (SHEET_COLUMNS * SHEET_CELL_WIDTH, rows * SHEET_CELL_HEIGHT), "white"
+        )
+        draw = ImageDraw.Draw(sheet)
+        for i, (image_path, truth, predicted, grid, confidence) in enumerate(page):
+            x, y = _cell_origin(i)
+            try:
+                original = ImageOps.pad(
+                    open_image(image_path).convert("RGB"), (SHEET_THUMB, SHEET_THUMB), color="white"
+                )
+            except ImageError:
+                original = Image.new("RGB", (SHEET_THUMB, SHEET_THUMB), "lightgrey")
+            sheet.paste(original, (x, y))
+            if grid is not None:
+                g = Image.fromarray(np.clip(255 - grid * 255 / 16, 0, 255).astype(np.uint8))
+                g = g.resize((SHEET_THUMB, SHEET_THUMB), Image.Resampling.NEAREST)
+                sheet.paste(g.convert("RGB"), (x + SHEET_THUMB + SHEET_THUMB_GAP, y))
+            label = _cell_label(image_path, truth, predicted, confidence, fits)
+            for n, line in enumerate(label.split("\n")):
+                top = y + SHEET_THUMB + SHEET_LABEL_GAP + n * SHEET_LINE
+                draw.text((x, top), line, fill="black", font=font)
+        sheet.save(target, format="PNG")
+    return targets
+
+
+def save_views(
+    folder: str | os.PathLike[str], name: str, bitmap: np.ndarray, grid: np.ndarray
+) -> list[Path]:
+    """Write an image's 32x32 bitmap and 8x8 grid as ``STEM_32x32.png`` and ``STEM_8x8.png``.
+
+    Nothing is ever overwritten, and no link is followed: when either name is taken (by a
+    file, a folder or a link planted there), the stem becomes ``STEM-2``, ``STEM-3``, ...
+
+    Parameters
+    ----------
+    folder : path-like
+        Where to write (made if missing).
+    name : str
+        The image's path; its stem names the files.
+    bitmap, grid : numpy.ndarray
+        bool ``(32, 32)`` and ``(8, 8)`` values 0..16.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The two files written.
+    """
+    from PIL import Image
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    views = {
+        "32x32": Image.fromarray(np.where(bitmap, 0, 255).astype(np.uint8)),
+        "8x8": Image.fromarray((255 - grid * 255 // 16).astype(np.uint8)),
+    }
+    stem = Path(name).stem
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for number in itertools.count(1):
+        base = stem if number == 1 else f"{stem}-{number}"
+        paths = [out / f"{base}_{view}.png" for view in views]
+        if any(os.path.lexists(p) for p in paths):
+            continue
         try:
-            original = ImageOps.pad(
-                open_image(image_path).convert("RGB"), (cell, cell), color="white"
-            )
-        except ImageError:
-            original = Image.new("RGB", (cell, cell), "lightgrey")
-        sheet.paste(original, (x, y))
-        if grid is not None:
-            g = Image.fromarray(np.clip(255 - grid * 255 / 16, 0, 255).astype(np.uint8))
-            sheet.paste(
-                g.resize((cell, cell), Image.Resampling.NEAREST).convert("RGB"), (x + cell + 8, y)
-            )
-        said = "none" if predicted < 0 else str(predicted)
-        draw.text((x, y + cell + 4), f"true {truth}  read {said}", fill="black")
-    sheet.save(path, format="PNG")
+            fds = [os.open(p, flags, 0o666) for p in paths]
+        except FileExistsError:  # taken since the check: try the next stem
+            continue
+        for fd, img in zip(fds, views.values(), strict=True):
+            with open(fd, "wb") as fh:
+                img.resize((256, 256), Image.Resampling.NEAREST).save(fh, format="PNG")
+        return paths
+    raise AssertionError("unreachable")  # pragma: no cover
