@@ -7,17 +7,21 @@ row is written as soon as it and every row before it are done (flushed a batch a
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import glob
 import itertools
 import json
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -71,6 +75,7 @@ class Result:
     probabilities: np.ndarray | None = None
     error: str = ""
     features: np.ndarray | None = None  # the 64 Digits values the model saw
+    flag: str = ""  # read, but worth a look: "low confidence: C < P"
 
 
 def is_image_name(name: str) -> bool:
@@ -122,41 +127,83 @@ def iter_inputs(
             yield path
 
 
-def read_path_list(stream: IO[str]) -> Iterator[str]:
-    """Paths from a ``--files-from`` stream, one per line; blank lines are skipped.
+#: The longest line of a path list: a path is at most 4096 bytes on Linux (PATH_MAX).
+MAX_LINE = 16_384
+
+
+def read_path_list(stream: IO[str], *, sep: str = "\n") -> Iterator[str]:
+    """Paths from a ``--files-from`` stream, one per line (or NUL-separated); empty ones skipped.
 
     Parameters
     ----------
     stream : text stream
-        A file or standard input, read lazily.
+        A file or standard input, read lazily and in bounded pieces.
+    sep : str
+        ``"\n"`` (a trailing ``\r`` is dropped too) or ``"\0"`` (``find -print0``).
 
     Yields
     ------
     str
+
+    Raises
+    ------
+    DataError
+        If an entry is longer than :data:`MAX_LINE` characters (``/dev/zero``, a binary
+        file): memory stays bounded whatever the stream holds.
     """
-    for line in stream:
-        path = line.rstrip("\r\n")
-        if path:
-            yield path
+    name = getattr(stream, "name", "the path list")
+    buffer = ""
+    number = 0
+    while True:
+        piece = stream.read(MAX_LINE)
+        end = not piece
+        buffer += piece
+        *entries, buffer = buffer.split(sep) if not end else [*buffer.split(sep), ""]
+        for entry in entries:
+            number += 1
+            path = entry.removesuffix("\r") if sep == "\n" else entry
+            if path:
+                yield path
+        if len(buffer) > MAX_LINE:
+            raise DataError(f"{name}: entry {number + 1} is longer than {MAX_LINE} characters")
+        if end:
+            return
 
 
 def _walk(folder: str, stats: WalkStats) -> Iterator[str]:
+    """Image files below `folder` in sorted order (depth first), without recursion.
+
+    A folder named by the user that cannot be read is yielded itself, so that it gets an
+    error row; one found inside is skipped and counted.
+    """
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        top = _sorted_entries(folder)
     except OSError:
-        stats.skipped += 1
+        yield folder
         return
-    for entry in entries:
-        if entry.name.startswith("."):
+    stack = [top]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+        elif entry.name.startswith("."):
             stats.skipped += 1
         elif entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path, stats)
+            try:
+                stack.append(_sorted_entries(entry.path))
+            except OSError:
+                stats.skipped += 1
         elif entry.is_symlink() and _is_dir(entry):  # a link to a folder: not followed
             stats.skipped += 1
         elif is_image_name(entry.name):
             yield entry.path
         else:
             stats.skipped += 1
+
+
+def _sorted_entries(folder: str) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(folder) as entries:
+        return iter(sorted(entries, key=lambda e: e.name))
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -222,15 +269,31 @@ def convert_chunk(paths: list[str], invert: bool | None) -> Converted:
     return paths, features, errors
 
 
-def _ignore_ctrl_c() -> None:
-    # Ctrl-C reaches every process of the terminal's group: the main process stops the
-    # pool and keeps what is done; a worker must not print a traceback of its own.
+#: The error of a file whose conversion killed its worker process (a crashing decoder, the
+#: out-of-memory killer, a kill signal).
+WORKER_DIED = "worker died"
+#: Chunks in flight per worker: enough to keep the workers busy, few enough to stay small.
+_IN_FLIGHT = 4
+
+
+def _worker_init() -> None:
+    """Set up a worker process: signals are the main process's business.
+
+    Ctrl-C reaches every process of the terminal's group: the main process stops the pool
+    and keeps what is done, so a worker ignores it rather than print a traceback. SIGTERM
+    and SIGHUP end a worker at once. On Linux a worker is also ended when the main process
+    dies, so none is left behind.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-
-def _convert_in_worker(paths: list[str], invert: bool | None) -> Converted:
-    _ignore_ctrl_c()  # loky has no per-worker initializer here: once per task is cheap
-    return convert_chunk(paths, invert)
+        with contextlib.suppress(OSError, AttributeError):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -241,8 +304,8 @@ def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
 def _can_fork() -> bool:
     """Whether worker processes can be forked: Linux, and no other Python thread running.
 
-    Forked workers start in milliseconds with everything imported; spawned ones (loky)
-    take about 0.4 s to import numpy and Pillow again.
+    Forked workers start in milliseconds with everything imported; spawned ones take about
+    0.4 s to import numpy and Pillow again.
     """
     return (
         sys.platform.startswith("linux")
@@ -251,8 +314,53 @@ def _can_fork() -> bool:
     )
 
 
-def _forked(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iterator[Converted]:
-    """Convert chunks in a pool of forked workers, streamed in order, a few in flight."""
+class _Pool:
+    """A process pool that survives the death of a worker.
+
+    When a worker dies, the pool is started again; the chunks that were in flight are
+    then converted one file at a time, so that only the file that kills a worker is lost
+    (its error is :data:`WORKER_DIED`).
+    """
+
+    def __init__(self, jobs: int, invert: bool | None) -> None:
+        self.jobs, self.invert = jobs, invert
+        self.method = "fork" if _can_fork() else "spawn"
+        self.executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context(self.method)
+        return ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_worker_init)
+
+    def submit(self, paths: list[str]) -> Future[Converted]:
+        return self.executor.submit(convert_chunk, paths, self.invert)
+
+    def restart(self) -> None:
+        self.stop()
+        self.executor = self._start()
+
+    def one_by_one(self, paths: list[str]) -> Converted:
+        """Convert files one at a time; a file whose worker dies gets :data:`WORKER_DIED`."""
+        features = np.zeros((len(paths), 64), dtype=np.uint8)
+        errors = [""] * len(paths)
+        for i, path in enumerate(paths):
+            try:
+                _, features[i : i + 1], errors[i : i + 1] = self.submit([path]).result()
+            except BrokenProcessPool:
+                errors[i] = WORKER_DIED
+                self.restart()
+        return paths, features, errors
+
+    def stop(self) -> None:
+        """Stop at once: running conversions are killed, not waited for."""
+        executor = self.executor
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.terminate()
+        executor.shutdown(wait=True)
+
+
+def _pooled(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iterator[Converted]:
+    """Convert chunks in a pool of worker processes, streamed in order, a few in flight."""
     with warnings.catch_warnings():
         # Python >= 3.12 warns when forking a process with threads: numpy's BLAS keeps
         # an idle one, which it re-creates in the child (pthread_atfork). Python
@@ -260,33 +368,29 @@ def _forked(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iter
         warnings.filterwarnings(
             "ignore", message=r".*multi-threaded, use of fork", category=DeprecationWarning
         )
-        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_ignore_ctrl_c)
-    with pool:
-        pending: collections.deque[Any] = collections.deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(convert_chunk, (chunk, invert)))
-            # Hand on what is done before reading more input (which may be slow to come).
-            while pending and (len(pending) >= 4 * jobs or pending[0].ready()):
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-
-
-def _spawned(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iterator[Converted]:
-    """Convert chunks in joblib's default (loky) process pool, streamed in order."""
-    from joblib import Parallel, delayed
-
-    runner = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs")
-    outputs = runner(delayed(_convert_in_worker)(chunk, invert) for chunk in chunks)
-    try:
-        for converted in outputs:  # noqa: UP028 - not `yield from`: close through `finally`
-            yield converted
-    finally:
-        with warnings.catch_warnings():
-            # Stopped early (Ctrl-C, a closed pipe, a caller that stops reading): joblib
-            # warns that the conversions still running were cancelled; that is the point.
-            warnings.simplefilter("ignore")
-            outputs.close()
+        pool = _Pool(jobs, invert)
+        pending: collections.deque[tuple[list[str], Future[Converted]]] = collections.deque()
+        try:
+            for chunk in itertools.chain(chunks, [None]):
+                if chunk is not None:
+                    pending.append((chunk, pool.submit(chunk)))
+                # Hand on what is done before reading more input (which may be slow to come).
+                while pending and (
+                    chunk is None or len(pending) >= _IN_FLIGHT * jobs or pending[0][1].done()
+                ):
+                    head, future = pending.popleft()
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        # Every chunk in flight is lost with the pool: convert them again
+                        # one file at a time in a new pool.
+                        lost = [head] + [c for c, _ in pending]
+                        pending.clear()
+                        pool.restart()
+                        for paths in lost:
+                            yield pool.one_by_one(paths)
+        finally:
+            pool.stop()
 
 
 def iter_converted(
@@ -294,10 +398,12 @@ def iter_converted(
 ) -> Iterator[Converted]:
     """Convert files in chunks, in input order, in parallel when there are many.
 
-    With ``jobs > 1`` and more than one chunk of files, chunks are converted by a joblib
-    process pool: forked workers where that is safe (see :func:`_can_fork`), else loky's.
+    With ``jobs > 1`` and more than one chunk of files, chunks are converted by a pool of
+    worker processes: forked where that is safe (see :func:`_can_fork`), else spawned.
     Results come back in order, and only a few chunks are in flight, so memory does not
-    grow with the number of files.
+    grow with the number of files. A worker that dies (a crashing decoder, the
+    out-of-memory killer) costs only the file it was converting: that file's error is
+    :data:`WORKER_DIED`, and the run goes on.
 
     Parameters
     ----------
@@ -324,8 +430,7 @@ def iter_converted(
         for chunk in itertools.chain([first], chunks):
             yield convert_chunk(chunk, invert)
         return
-    pool = _forked if _can_fork() else _spawned
-    yield from pool(itertools.chain([first, second], chunks), invert, jobs)
+    yield from _pooled(itertools.chain([first, second], chunks), invert, jobs)
 
 
 def classify_batches(
@@ -335,6 +440,7 @@ def classify_batches(
     invert: bool | None = None,
     jobs: int = 1,
     batch_size: int = BATCH_SIZE,
+    min_confidence: float | None = None,
 ) -> Iterator[list[Result]]:
     """Classify image files in order, a batch of :class:`Result` at a time.
 
@@ -353,6 +459,8 @@ def classify_batches(
         Worker processes for the conversion.
     batch_size : int
         Files per batch.
+    min_confidence : float or None
+        Results read with a lower confidence are flagged ``low confidence: C < P``.
 
     Yields
     ------
@@ -365,7 +473,7 @@ def classify_batches(
 
     with threadpool_limits(limits=1):
         for chunk in iter_converted(paths, invert=invert, jobs=jobs, chunk_size=batch_size):
-            yield _predict_chunk(chunk, model)
+            yield _predict_chunk(chunk, model, min_confidence)
 
 
 def classify_paths(
@@ -390,35 +498,48 @@ def classify_paths(
         yield from results
 
 
-def _predict_chunk(chunk: Converted, model: Model) -> list[Result]:
+#: The error of an image the model gave no finite probabilities for (a broken model).
+NO_PROBABILITY = "the model gave no valid probabilities"
+
+
+def _predict_chunk(chunk: Converted, model: Model, min_confidence: float | None) -> list[Result]:
     paths, counts, errors = chunk
     features = counts.astype(np.float64)
     ok = np.array([not e for e in errors])
-    probs = model.predict_proba(features[ok]) if ok.any() else np.empty((0, 10))
+    probs = model.predict_proba(features[ok], invalid="nan") if ok.any() else np.empty((0, 10))
+    valid = ~np.isnan(probs).any(axis=1)  # a broken model's NaN is never a prediction
     digits = probs.argmax(axis=1)
     results = []
     k = 0
     for path, row, error in zip(paths, features, errors, strict=True):
         if error:
             results.append(Result(path, error=error))
+            continue
+        if not valid[k]:
+            results.append(Result(path, error=NO_PROBABILITY))
         else:
             digit = int(digits[k])
-            results.append(Result(path, digit, float(probs[k, digit]), probs[k], features=row))
-            k += 1
+            confidence = float(probs[k, digit])
+            flag = ""
+            if min_confidence is not None and confidence < min_confidence:
+                flag = f"low confidence: {confidence:.4f} < {min_confidence:g}"
+            results.append(Result(path, digit, confidence, probs[k], features=row, flag=flag))
+        k += 1
     return results
 
 
 class CsvWriter:
-    """Write :class:`Result` rows as RFC 4180 CSV; whole rows, flushed by :meth:`flush`.
+    """Write :class:`Result` rows as CSV (``\n`` line ends); whole rows, flushed by :meth:`flush`.
 
-    Columns: ``path,digit,confidence,error`` and, with `probabilities`, ``p0`` .. ``p9``.
+    Columns: ``path,digit,confidence,error,flag`` and, with `probabilities`, ``p0`` ..
+    ``p9``. A path with a comma, a quote or a line break is quoted (RFC 4180).
     """
 
     def __init__(self, stream: IO[str], probabilities: bool = False) -> None:
         self.stream = stream
         self.probabilities = probabilities
-        self.writer = csv.writer(stream, lineterminator="\r\n")
-        header = ["path", "digit", "confidence", "error"]
+        self.writer = csv.writer(stream, lineterminator="\n")
+        header = ["path", "digit", "confidence", "error", "flag"]
         if probabilities:
             header += [f"p{d}" for d in range(10)]
         self.writer.writerow(header)
@@ -432,6 +553,7 @@ class CsvWriter:
             str(result.digit) if ok else "",
             f"{result.confidence:.4f}" if ok else "",
             result.error,
+            result.flag,
         ]
         if self.probabilities:
             if result.probabilities is not None:
@@ -448,8 +570,10 @@ class CsvWriter:
 class JsonlWriter:
     """Write :class:`Result` rows as JSON lines; whole lines, flushed by :meth:`flush`.
 
-    Keys: ``path``, ``digit`` (null when failed), ``confidence``, ``error`` and, with
-    `probabilities`, ``probabilities`` (ten numbers).
+    Keys: ``path``, ``digit`` (null when failed), ``confidence``, ``error``, ``flag`` and,
+    with `probabilities`, ``probabilities`` (ten numbers). Lines are plain JSON: a byte of
+    a path that is not UTF-8 is written as the escape ``\\udcXX`` (Python's
+    surrogateescape), so ``os.fsencode(json.loads(line)["path"])`` gives the name's bytes.
     """
 
     def __init__(self, stream: IO[str], probabilities: bool = False) -> None:
@@ -463,6 +587,7 @@ class JsonlWriter:
             "digit": result.digit,
             "confidence": None if result.confidence is None else round(result.confidence, 4),
             "error": result.error,
+            "flag": result.flag,
         }
         if self.probabilities:
             row["probabilities"] = (
@@ -470,20 +595,24 @@ class JsonlWriter:
                 if result.probabilities is None
                 else [round(float(p), 4) for p in result.probabilities]
             )
-        self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        line = json.dumps(row, ensure_ascii=False)
+        self.stream.write(_LONE_SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", line) + "\n")
 
     def flush(self) -> None:
         """Flush the lines written so far to the stream."""
         self.stream.flush()
 
 
+#: The characters that surrogateescape gives the bytes of a name that are not UTF-8.
+_LONE_SURROGATE = re.compile("[\udc80-\udcff]")
+
 WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
 
 
 def evaluate_folder(
-    root: str | os.PathLike[str], model: Model, invert: bool | None = None
+    root: str | os.PathLike[str], model: Model, invert: bool | None = None, *, jobs: int = 1
 ) -> tuple[np.ndarray, np.ndarray, list[Result]]:
-    """Classify a labelled folder (``root/<digit>/<file>``).
+    """Classify a labelled folder (``root/<digit>/<file>``), with `jobs` worker processes.
 
     Returns
     -------
@@ -491,7 +620,7 @@ def evaluate_folder(
         ``y_pred`` is -1 where an image could not be converted.
     """
     items = list(iter_labelled_images(root))
-    results = list(classify_paths([p for p, _ in items], model, invert=invert))
+    results = list(classify_paths([p for p, _ in items], model, invert=invert, jobs=jobs))
     y_true = np.array([d for _, d in items], dtype=np.int64)
     y_pred = np.array([-1 if r.digit is None else r.digit for r in results], dtype=np.int64)
     return y_true, y_pred, results

@@ -43,9 +43,9 @@ class DigitcliGroup(click.Group):
                 raise  # click ends quietly on a closed pipe
             where = f": {exc.filename}" if exc.filename else ""
             raise click.ClickException(f"{exc.strerror or exc}{where}") from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("Interrupted.", err=True)
-            raise click.exceptions.Exit(130) from None
+            raise click.exceptions.Exit(getattr(exc, "code", 130)) from None
 
 
 class HiddenLayers(click.ParamType):
@@ -96,7 +96,30 @@ def _invert_option(f: Any) -> Any:
 
 
 def _load_model(path: str | None) -> model_io.Model:
-    return model_io.load(model_io.resolve_model_path(path))
+    try:
+        return model_io.load(model_io.resolve_model_path(path))
+    except DigitcliError as exc:
+        source = click.get_current_context().get_parameter_source("model_path")
+        if source is click.core.ParameterSource.ENVIRONMENT:
+            raise type(exc)(f"{exc} (from ${model_io.ENV_VAR})") from None
+        raise
+
+
+def _jobs_option(what: str) -> Any:
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(min=-1),
+        default=0,
+        help=f"Worker processes for {what} (0 or -1, the default: all cores).",
+    )
+
+
+def _cores(jobs: int) -> int:
+    """``-j``: a count of workers, where 0 and -1 mean every core this process may use."""
+    if jobs > 0:
+        return jobs
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @click.group(cls=DigitcliGroup, context_settings=CONTEXT_SETTINGS)
@@ -125,10 +148,10 @@ def cli() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "jsonl"]),
-    default="csv",
-    show_default=True,
-    help="CSV with a header, or one JSON object per line.",
+    type=click.Choice(["csv", "jsonl"], case_sensitive=False),
+    default=None,
+    help="CSV with a header, or one JSON object per line (default: jsonl for an -o "
+    "ending in .jsonl, else csv).",
 )
 @click.option("--probabilities", is_flag=True, help="Add each digit's probability (p0..p9).")
 @click.option(
@@ -145,12 +168,9 @@ def cli() -> None:
     help="Also read paths from FILE, one per line ('-' = stdin).",
 )
 @click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Worker processes for the conversion (default 0: all cores).",
+    "-0", "--null", is_flag=True, help="--files-from separates paths by NUL (find -print0)."
 )
+@_jobs_option("the conversion")
 @_model_option
 @_invert_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
@@ -161,6 +181,7 @@ def classify(
     probabilities: bool,
     min_confidence: float | None,
     files_from: Any,
+    null: bool,
     jobs: int,
     model_path: str | None,
     invert: bool | None,
@@ -181,60 +202,79 @@ def classify(
       find scans -name '*.jpg' | digitcli classify --files-from - -o out.csv
     """
     import itertools
-    from dataclasses import replace
 
     from digitcli.batch import WRITERS, WalkStats, classify_batches, iter_inputs, read_path_list
 
     if not inputs and files_from is None:
         raise click.UsageError("give image files or folders, or --files-from")
+    if null and files_from is None:
+        raise click.UsageError("-0/--null goes with --files-from")
+    fmt = (fmt or ("jsonl" if output.lower().endswith(".jsonl") else "csv")).lower()
+    _refuse_output_among_inputs(output, inputs)
     model = _load_model(model_path)
-    if jobs == 0:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     stats = WalkStats()
 
     def sources() -> Any:
-        listed = read_path_list(files_from) if files_from is not None else ()
+        listed = read_path_list(files_from, sep="\0" if null else "\n") if files_from else ()
         return itertools.chain(inputs, listed)
 
+    for missing in (p for p in inputs if not os.path.lexists(p) and not _has_magic(p)):
+        click.echo(f"not found: {missing}", err=True)
     started = time.perf_counter()
     done = failed = unsure = 0
     bar = not quiet and not (output == "-" and sys.stdout.isatty())
     with _open_output(output) as stream, _classify_progress(bar, inputs, files_from) as tick:
         writer = WRITERS[fmt](stream, probabilities)
         batches = classify_batches(
-            iter_inputs(sources(), stats), model, invert=invert, jobs=jobs or 1
+            iter_inputs(sources(), stats),
+            model,
+            invert=invert,
+            jobs=_cores(jobs),
+            min_confidence=min_confidence,
         )
         try:
             for results in batches:
                 for result in results:
-                    if (
-                        min_confidence is not None
-                        and result.confidence is not None
-                        and result.confidence < min_confidence
-                    ):
-                        unsure += 1
-                        result = replace(
-                            result,
-                            error=f"low confidence: {result.confidence:.4f} < {min_confidence:g}",
-                        )
                     writer.write(result)
                     done += 1
                     failed += result.digit is None
+                    unsure += bool(result.flag)
                 writer.flush()  # rows reach the reader as each batch is done
                 tick(len(results))
         finally:
             batches.close()  # stops the workers at once when the run ends early
-            if not quiet:
-                elapsed = time.perf_counter() - started
-                parts = [f"{done - failed} classified", f"{failed} failed"]
-                if stats.skipped:
-                    parts.append(f"{stats.skipped} skipped")
-                if min_confidence is not None:
-                    parts.append(f"{unsure} below --min-confidence")
-                rate = done / elapsed if elapsed > 0 else 0.0
-                click.echo(f"{', '.join(parts)} in {elapsed:.2f} s ({rate:.0f} images/s)", err=True)
+    if not quiet:
+        elapsed = time.perf_counter() - started
+        parts = [f"{done - failed} classified", f"{failed} failed"]
+        if stats.skipped:
+            parts.append(f"{stats.skipped} skipped")
+        if min_confidence is not None:
+            parts.append(f"{unsure} below --min-confidence")
+        rate = done / elapsed if elapsed > 0 else 0.0
+        click.echo(f"{', '.join(parts)} in {elapsed:.2f} s ({rate:.0f} images/s)", err=True)
+    if not done:
+        named = ", ".join(p for p in inputs if os.path.isdir(p)) or "the inputs"
+        raise click.ClickException(f"no images found in {named}")
     if failed:
         click.get_current_context().exit(1)
+
+
+def _has_magic(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+def _refuse_output_among_inputs(output: str, inputs: tuple[str, ...]) -> None:
+    """-o must not name an input, nor an image file that an input folder holds."""
+    if output == "-":
+        return
+    from digitcli.batch import is_image_name
+
+    target = os.path.realpath(output)
+    for item in inputs:
+        real = os.path.realpath(item)
+        inside = os.path.isdir(real) and target.startswith(real.rstrip(os.sep) + os.sep)
+        if target == real or (inside and is_image_name(os.path.basename(target))):
+            raise click.UsageError(f"-o {output} would overwrite the input {item}")
 
 
 @contextlib.contextmanager
@@ -294,18 +334,47 @@ def _classify_progress(wanted: bool, inputs: tuple[str, ...], files_from: Any) -
 
 @contextlib.contextmanager
 def _open_output(output: str) -> Iterator[Any]:
+    """The rows' stream: stdout, or FILE locked against a second run writing it too.
+
+    Both write UTF-8, and a file name that is not UTF-8 as its own bytes (surrogateescape),
+    whatever the locale. A closed stdout (``| head``) ends the run quietly.
+    """
     if output == "-":
-        yield sys.stdout
+        sys.stdout.reconfigure(encoding="utf-8", errors="surrogateescape", newline="")
+        try:
+            yield sys.stdout
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_closed_stdout()
         return
     try:
-        # surrogateescape: a file name that is not UTF-8 is written back as its own bytes
-        stream = open(output, "w", newline="", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT, 0o666)
     except OSError as exc:
         raise click.BadParameter(
             f"cannot write {output}: {exc.strerror or exc}", param_hint="'-o'"
         ) from None
-    with stream:
+    with open(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as stream:
+        _lock(stream, output)
+        stream.truncate(0)  # only now: a run that finds the file locked leaves it whole
         yield stream
+
+
+def _lock(stream: Any, output: str) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: no lock
+        return
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise click.ClickException(f"{output} is being written by another digitcli run") from None
+
+
+def _quiet_closed_stdout() -> None:
+    """The reader of stdout has gone (``| head``): end quietly, exit 0, as ripgrep does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so that Python's own flush at exit is quiet
+    raise click.exceptions.Exit(0)
 
 
 @cli.command("eval")
@@ -328,6 +397,7 @@ def _open_output(output: str) -> Iterator[Any]:
     help="With --images: write a contact sheet of the misread images to this PNG.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+@_jobs_option("converting --images")
 def evaluate(
     model_path: str | None,
     data: str | None,
@@ -335,6 +405,7 @@ def evaluate(
     invert: bool | None,
     errors_png: str | None,
     as_json: bool,
+    jobs: int,
 ) -> None:
     """Measure a model: accuracy, precision/recall/F1 per digit, confusion matrix.
 
@@ -358,7 +429,7 @@ def evaluate(
         from digitcli.batch import evaluate_folder
 
         source = f"images in {images}"
-        y_true, y_pred, results = evaluate_folder(images, model, invert)
+        y_true, y_pred, results = evaluate_folder(images, model, invert, jobs=_cores(jobs))
         if not len(y_true):
             raise click.ClickException(f"no images found in {images}")
         if errors_png:
@@ -391,6 +462,7 @@ def evaluate(
         click.echo(json.dumps(payload, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
 
     from digitcli.evaluation import render_metrics
 
@@ -404,7 +476,7 @@ def evaluate(
     if "test_accuracy" in recorded:
         notes.append(f"recorded: test split {recorded['test_accuracy']:.4f}")
     for v in recorded.get("validation", []):
-        notes.append(f"recorded: {v['accuracy']:.4f} on {v['n']} images in {v['images']}")
+        notes.append(f"recorded: {v['accuracy']:.4f} on {v['n']} images in {escape(v['images'])}")
     console = Console()
     for table in render_metrics(metrics, source, notes):
         console.print(table)
@@ -419,15 +491,22 @@ def _write_error_sheet(path: str, results: list[Any], y_true: Any, y_pred: Any) 
             int(truth),
             int(predicted),
             None if result.features is None else result.features.reshape(8, 8),
+            result.confidence,
         )
         for result, truth, predicted in zip(results, y_true, y_pred, strict=True)
         if truth != predicted
     ]
+    if not entries:
+        click.echo("no misread images: no sheet written", err=True)
+        return
     try:
-        error_sheet(entries, path)
+        written = error_sheet(entries, path)
     except OSError as exc:
-        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
-    click.echo(f"{len(entries)} misread images drawn in {path}", err=True)
+        raise click.ClickException(
+            f"cannot write {exc.filename or path}: {exc.strerror or exc}"
+        ) from None
+    names = ", ".join(str(p) for p in written)
+    click.echo(f"{len(entries)} misread images drawn in {names}", err=True)
 
 
 #: Terminal columns that show needs to draw the 32x32 bitmap beside the grid.
@@ -442,7 +521,8 @@ BITMAP_COLUMNS = 96
     "--save",
     "save_dir",
     type=click.Path(file_okay=False, writable=True),
-    help="Also write each image's normalised 32x32 bitmap and 8x8 grid as PNGs here.",
+    help="Also write each image's normalised 32x32 bitmap and 8x8 grid as PNGs here "
+    "(never over an existing file: same-named images get -2, -3, ...).",
 )
 @click.option(
     "--bitmap/--no-bitmap",
@@ -459,6 +539,8 @@ def show(
 ) -> None:
     """Show what the model sees: each image's 8x8 grid, prediction and top 3.
 
+    IMAGES are files, folders and glob patterns, as for classify.
+
     The grid is the image after the conversion (values 0..16, as in scikit-learn's
     Digits); it tells why an image was read as it was. Beside it, the 32x32 bitmap the
     grid counts (two rows per line) shows a hollowed or broken stroke at a glance.
@@ -470,8 +552,9 @@ def show(
     """
     from rich.console import Console
 
+    from digitcli.batch import iter_inputs
     from digitcli.errors import ImageError
-    from digitcli.evaluation import render_grid
+    from digitcli.evaluation import render_grid, save_views
     from digitcli.imaging import bitmap_from_path, block_counts
 
     model = _load_model(model_path)
@@ -479,7 +562,7 @@ def show(
     if bitmap is None:
         bitmap = console.width >= BITMAP_COLUMNS
     failed = 0
-    for name in images:
+    for name in iter_inputs(images):
         try:
             drawn = bitmap_from_path(name, invert)
         except ImageError as exc:
@@ -490,15 +573,7 @@ def show(
         probabilities = model.predict_proba(grid.reshape(1, 64))[0]
         console.print(render_grid(name, grid, probabilities, bitmap=drawn if bitmap else None))
         if save_dir:
-            from PIL import Image
-
-            out = Path(save_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            stem = Path(name).stem
-            big = Image.fromarray(np.where(drawn, 0, 255).astype(np.uint8))
-            big.resize((256, 256), Image.Resampling.NEAREST).save(out / f"{stem}_32x32.png")
-            small = Image.fromarray((255 - grid * 255 // 16).astype(np.uint8))
-            small.resize((256, 256), Image.Resampling.NEAREST).save(out / f"{stem}_8x8.png")
+            save_views(save_dir, name, drawn, grid)
     if failed:
         click.get_current_context().exit(1)
 
@@ -628,14 +703,7 @@ def show(
     is_flag=True,
     help="Choose layers, alpha, augmentation and ensemble size by cross-validated grid search.",
 )
-@click.option(
-    "-j",
-    "--jobs",
-    type=int,
-    default=-1,
-    show_default=True,
-    help="Parallel workers for CV and search (-1 = all cores).",
-)
+@_jobs_option("cross-validation, search and the ensemble")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True),
@@ -682,17 +750,7 @@ def train(
     """
     from digitcli import training
 
-    if jobs == 0:
-        raise click.BadParameter("must not be 0", param_hint="'--jobs'")
-    out_dir = Path(out).resolve().parent
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot create {out_dir}: {exc.strerror}", param_hint="'--out'"
-        ) from None
-    if not os.access(out_dir, os.W_OK):
-        raise click.BadParameter(f"cannot write in {out_dir}", param_hint="'--out'")
+    _check_writable(out)
     # Every Recipe field is an option of the same name.
     ctx = click.get_current_context()
     fields = [field.name for field in dataclasses.fields(Recipe)]
@@ -716,7 +774,7 @@ def train(
             seed=seed,
             folds=folds,
             cv_ensemble=cv_ensemble,
-            n_jobs=jobs,
+            n_jobs=_cores(jobs),
             search=training.SEARCH_GRID if search else None,
             validate_images=validate_images,
             progress=progress,
@@ -747,6 +805,21 @@ def train(
     for v in result.model.metadata.get("validation", []):
         click.echo(f"images:        {v['accuracy']:.4f} on {v['n']} in {v['images']}", err=True)
     click.echo(f"model saved:   {path}", err=True)
+
+
+def _check_writable(out: str) -> None:
+    """Write to --out before hours of training, not after: make its folder, open it."""
+    existed = os.path.lexists(out)
+    try:
+        Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "ab"):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {out}: {exc.strerror or exc}", param_hint="'--out'"
+        ) from None
+    if not existed:
+        os.unlink(out)
 
 
 def _print_search_table(rows: list[dict[str, Any]], best: Any) -> None:
@@ -811,6 +884,23 @@ def _progress(quiet: bool) -> Iterator[Any]:
         yield update
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stopped like Ctrl-C, with the exit code 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.code = 128 + signum
+
+
+def _stop_on(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM and SIGHUP stop a run as Ctrl-C does."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _stop_on)
     cli(prog_name="digitcli")

@@ -16,8 +16,10 @@ import functools
 import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
+from typing import IO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -48,13 +50,28 @@ MIN_INNER_SHARE = 0.02
 MIN_INNER_SPAN = 0.1
 
 
+#: The formats that are opened, all decoded inside this process: nothing else is handed to
+#: Pillow (EPS would run Ghostscript; ICO and ICNS hold images of their own). JPEG covers
+#: the multi-picture JPEGs (MPO) of phones.
+FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
+#: A PNG's chunks other than image data are read whole by Pillow: at most this many bytes
+#: of them in all, and at most this many chunks.
+MAX_PNG_EXTRA = 16 * 2**20
+MAX_PNG_CHUNKS = 100_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DATA = (b"IDAT", b"fdAT")  # image data: streamed, never read whole
+
+
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open an image file, apply its EXIF orientation and bound its size.
+
+    Only regular files are opened, without ever waiting (a FIFO or a device is refused),
+    and only in the :data:`FORMATS`, whatever the file's name says.
 
     Parameters
     ----------
     path : str or path-like
-        Any format Pillow reads; animated files give their first frame.
+        A file in one of the :data:`FORMATS`; animated files give their first frame.
 
     Returns
     -------
@@ -64,40 +81,101 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
     Raises
     ------
     ImageError
-        If the file is missing, not an image, truncated, or has more than
-        :data:`MAX_PIXELS` pixels.
+        If the file is missing, not a regular file, not an image, truncated, has more than
+        :data:`MAX_PIXELS` pixels, or a PNG whose other chunks are too large.
     """
     try:
         with warnings.catch_warnings():
             # Pillow warns about decompression bombs (checked below) and corrupt EXIF data
             # (the image is still read): neither belongs on the user's terminal.
             warnings.simplefilter("ignore")
-            return _open_bounded(path)
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as exc:
+            with _open_regular(path) as fp:
+                _check_png_chunks(fp)
+                return _open_bounded(fp)
+    except Exception as exc:  # noqa: BLE001 - an odd file is that file's error, never a crash
+        raise _image_error(exc) from None
+
+
+def _image_error(exc: BaseException) -> ImageError:
+    """The one wording of each way a file can fail to be read."""
+    if isinstance(exc, ImageError):
+        return exc
+    if isinstance(exc, Image.DecompressionBombError):
         found = re.search(r"\((\d+) pixels\)", str(exc))
-        raise ImageError(f"too large: {found.group(1) if found else 'too many'} pixels") from None
-    except UnidentifiedImageError:
-        raise ImageError("cannot identify image file") from None
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("is a folder") from None
-    except OSError as exc:
-        text = str(exc) or type(exc).__name__
+        return ImageError(f"too large: {found.group(1) if found else 'too many'} pixels")
+    if isinstance(exc, UnidentifiedImageError):
+        return ImageError("cannot identify image file")
+    if isinstance(exc, FileNotFoundError):
+        return ImageError("file not found")
+    if isinstance(exc, PermissionError):
+        return ImageError("permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return ImageError("is a folder")
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
         if "truncated" in text or "broken data stream" in text:
-            raise ImageError("truncated file") from None
-        raise ImageError(f"cannot read image: {text}") from None
-    except (ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        raise ImageError(f"cannot decode image: {exc or type(exc).__name__}") from None
+            return ImageError("truncated file")
+        return ImageError(f"cannot read image: {text}")
+    if isinstance(exc, (ValueError, SyntaxError, EOFError, MemoryError)):
+        return ImageError(f"cannot decode image: {text}")
+    return ImageError(f"cannot read image: {type(exc).__name__}: {text}")
 
 
-def _open_bounded(path: str | os.PathLike[str]) -> Image.Image:
+def _open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open a regular file for reading; never blocks (a FIFO's open does not wait)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageError("is a folder")
+        if not stat.S_ISREG(mode):
+            raise ImageError("not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_png_chunks(fp: IO[bytes]) -> None:
+    """Refuse a PNG whose chunks besides the image data are too large, before Pillow reads them.
+
+    Pillow reads each such chunk whole; here only the chunks' 8-byte headers are read.
+    """
+    if fp.read(8) != _PNG_SIGNATURE:
+        fp.seek(0)
+        return
+    extra = 0
+    for _ in range(MAX_PNG_CHUNKS):
+        header = fp.read(8)
+        if len(header) < 8:
+            break
+        length, kind = int.from_bytes(header[:4], "big"), header[4:]
+        if kind not in _PNG_DATA:
+            extra += length
+            if extra > MAX_PNG_EXTRA:
+                raise ImageError(f"too large: PNG chunks of {extra} bytes besides the image")
+        if kind == b"IEND":
+            break
+        fp.seek(length + 4, os.SEEK_CUR)  # the chunk's data and its CRC
+    else:
+        raise ImageError(f"cannot read image: more than {MAX_PNG_CHUNKS} PNG chunks")
+    fp.seek(0)
+
+
+@functools.cache
+def _formats() -> tuple[str, ...]:
+    """:data:`FORMATS`, their Pillow plugins loaded (only the common ones are, at first)."""
+    import importlib
+
+    for plugin in ("Bmp", "Gif", "Jpeg", "Png", "Ppm", "Tiff", "WebP"):
+        importlib.import_module(f"PIL.{plugin}ImagePlugin")
+    return FORMATS
+
+
+def _open_bounded(fp: IO[bytes]) -> Image.Image:
     """Decode the first frame at a bounded size and apply the EXIF orientation."""
-    with Image.open(path) as src:
+    with Image.open(fp, formats=_formats()) as src:
         n = src.width * src.height
         if n > MAX_PIXELS:
             raise ImageError(f"too large: {n} pixels")
@@ -1173,12 +1251,6 @@ def features_from_image(img: Image.Image, invert: bool | None = None) -> np.ndar
     return block_counts(bitmap_from_image(img, invert)).reshape(64).astype(np.float64)
 
 
-def _read_error(exc: Exception) -> ImageError:
-    if isinstance(exc, ImageError):
-        return exc
-    return ImageError(f"cannot read image: {type(exc).__name__}: {exc}")
-
-
 def bitmap_from_path(path: str | os.PathLike[str], invert: bool | None = None) -> np.ndarray:
     """The normalised 32x32 bitmap of an image file.
 
@@ -1202,7 +1274,7 @@ def bitmap_from_path(path: str | os.PathLike[str], invert: bool | None = None) -
     try:
         return bitmap_from_image(open_image(path), invert)
     except Exception as exc:  # noqa: BLE001 - an odd file is that file's error, never a crash
-        raise _read_error(exc) from None
+        raise _image_error(exc) from None
 
 
 def features_from_path(path: str | os.PathLike[str], invert: bool | None = None) -> np.ndarray:
@@ -1250,7 +1322,7 @@ def _convert_grays(
             bitmaps, found = bitmaps_from_inks(ink)
         except Exception as exc:  # noqa: BLE001 - should not happen: say so per file
             for i, _ in part:
-                out[i] = _read_error(exc)
+                out[i] = _image_error(exc)
             return
         counts = block_counts(bitmaps).reshape(-1, 64).astype(np.float64)
         for (i, _), features, ok in zip(part, counts, found, strict=True):
@@ -1325,7 +1397,7 @@ def features_from_paths(
             try:
                 gray = _gray_pixels(open_image(path))
             except Exception as exc:  # noqa: BLE001 - that file's error, never a crash
-                out[i] = _read_error(exc)
+                out[i] = _image_error(exc)
                 continue
             yield i, gray
 

@@ -58,10 +58,13 @@ def test_csv_writer_round_trips_odd_names():
             p[i] = 0.55
             writer.write(batch.Result(name, i, 0.55, p))
     rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
-    assert rows[0] == ["path", "digit", "confidence", "error"] + [f"p{d}" for d in range(10)]
+    header = ["path", "digit", "confidence", "error", "flag"] + [f"p{d}" for d in range(10)]
+    assert rows[0] == header
     assert [r[0] for r in rows[1:]] == names
-    assert rows[1][1:4] == ["0", "0.5500", ""] and rows[1][4] == "0.5500"
-    assert rows[2][1:4] == ["", "", "no digit found"] and rows[2][4:] == [""] * 10
+    assert rows[1][1:5] == ["0", "0.5500", "", ""] and rows[1][5] == "0.5500"
+    assert rows[2][1:5] == ["", "", "no digit found", ""] and rows[2][5:] == [""] * 10
+    assert "\r" not in out.getvalue().replace("\r\n", "")  # \n line ends, for shell tools
+    assert out.getvalue().endswith(",0.0500\n")
 
 
 def test_labelled_folder_needs_digit_folders(tmp_path):

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -68,10 +69,12 @@ def test_min_confidence_marks_rows_and_keeps_the_digit(runner, make_digit, csv_r
     result = runner.invoke(cli, ["classify", str(image), "--min-confidence", "1"])
     assert result.exit_code == 0, result.output
     [row] = csv_rows(result.stdout)
-    assert row["digit"] != "" and row["error"].startswith("low confidence: ")
+    # A weak reading is flagged in its own column: an empty error always means "read".
+    assert row["digit"] != "" and row["flag"].startswith("low confidence: ")
+    assert row["error"] == ""
     assert "1 below --min-confidence" in result.stderr
     result = runner.invoke(cli, ["classify", str(image), "--min-confidence", "0"])
-    assert csv_rows(result.stdout)[0]["error"] == ""
+    assert csv_rows(result.stdout)[0]["flag"] == ""
     assert runner.invoke(cli, ["classify", str(image), "--min-confidence", "2"]).exit_code == 2
     nan = runner.invoke(cli, ["classify", str(image), "--min-confidence", "nan"])
     assert nan.exit_code == 2 and "finite" in nan.stderr  # nan would flag nothing, silently
@@ -198,9 +201,25 @@ def test_symlink_loop_given_directly_is_an_error_row(runner, tmp_path, csv_rows)
     assert row["error"].startswith("cannot read image")
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("whole_group", [False, True], ids=["main-process", "terminal"])
-def test_ctrl_c_keeps_whole_rows_and_exits_130(tmp_path, whole_group):
+@pytest.mark.parametrize(
+    ("signum", "whole_group", "code"),
+    [
+        (signal.SIGINT, False, 130),
+        (signal.SIGINT, True, 130),  # Ctrl-C in a terminal: the workers get it too
+        (signal.SIGTERM, False, 143),
+        (signal.SIGHUP, True, 129),  # the terminal closed
+    ],
+    ids=["ctrl-c-main", "ctrl-c-terminal", "sigterm", "sighup-terminal"],
+)
+def test_signals_keep_whole_rows_and_leave_no_worker(tmp_path, signum, whole_group, code):
     folder = tmp_path / "many"
     folder.mkdir()
     n = 30_000  # several seconds of work: the signal lands mid-run even on a fast machine
@@ -220,21 +239,27 @@ def test_ctrl_c_keeps_whole_rows_and_exits_130(tmp_path, whole_group):
         if out.exists() and out.stat().st_size > 20_000:
             break
         time.sleep(0.05)
-    if whole_group:  # Ctrl-C in a terminal: the workers get SIGINT too
-        os.killpg(proc.pid, signal.SIGINT)
+    workers = _children(proc.pid)
+    assert workers
+    if whole_group:
+        os.killpg(proc.pid, signum)
     else:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert b"Traceback" not in err
     text = out.read_bytes().decode("utf-8")
-    assert text.endswith("\r\n")  # the last row is whole
+    assert text.endswith("\n")  # the last row is whole
     rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert rows[0] == ["path", "digit", "confidence", "error"]
+    assert rows[0] == ["path", "digit", "confidence", "error", "flag"]
     assert 100 < len(rows) - 1 < n
     names = [os.path.basename(r[0]) for r in rows[1:]]
     assert names == [f"{i:05d}.png" for i in range(len(names))]  # in order, none lost
-    assert all(len(r) == 4 and r[1] != "" for r in rows[1:])
+    assert all(len(r) == 5 and r[1] != "" for r in rows[1:])
+    time.sleep(0.5)
+    for pid in workers:  # no orphan left converting
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_glob_through_a_link_loop_lists_each_file_once(tmp_path, make_digit):
