@@ -315,11 +315,10 @@ def _can_fork() -> bool:
 
 
 class _Pool:
-    """A process pool that survives the death of a worker.
+    """A process pool that survives the death of a worker: :meth:`restart` starts a new one.
 
-    When a worker dies, the pool is started again; the chunks that were in flight are
-    then converted one file at a time, so that only the file that kills a worker is lost
-    (its error is :data:`WORKER_DIED`).
+    :meth:`one_by_one` converts files one at a time, so that only the file that kills a
+    worker is lost (its error is :data:`WORKER_DIED`).
     """
 
     def __init__(self, jobs: int, invert: bool | None) -> None:
@@ -369,26 +368,33 @@ def _pooled(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iter
             "ignore", message=r".*multi-threaded, use of fork", category=DeprecationWarning
         )
         pool = _Pool(jobs, invert)
-        pending: collections.deque[tuple[list[str], Future[Converted]]] = collections.deque()
+        # In flight: a chunk, its future, and whether it is a second try.
+        pending: collections.deque[tuple[list[str], Future[Converted], bool]]
+        pending = collections.deque()
         try:
             for chunk in itertools.chain(chunks, [None]):
                 if chunk is not None:
-                    pending.append((chunk, pool.submit(chunk)))
+                    pending.append((chunk, pool.submit(chunk), False))
                 # Hand on what is done before reading more input (which may be slow to come).
                 while pending and (
                     chunk is None or len(pending) >= _IN_FLIGHT * jobs or pending[0][1].done()
                 ):
-                    head, future = pending.popleft()
+                    head, future, retried = pending.popleft()
                     try:
                         yield future.result()
                     except BrokenProcessPool:
-                        # Every chunk in flight is lost with the pool: convert them again
-                        # one file at a time in a new pool.
-                        lost = [head] + [c for c, _ in pending]
+                        # Every chunk in flight is lost with the pool. A new pool tries them
+                        # again whole (a worker killed from outside costs only time); a chunk
+                        # that breaks the pool twice is converted a file at a time, so that
+                        # only the file that kills its worker is lost.
+                        lost = [c for c, _, _ in pending]
                         pending.clear()
                         pool.restart()
-                        for paths in lost:
-                            yield pool.one_by_one(paths)
+                        if retried:
+                            yield pool.one_by_one(head)
+                        else:
+                            lost.insert(0, head)
+                        pending.extend((c, pool.submit(c), True) for c in lost)
         finally:
             pool.stop()
 

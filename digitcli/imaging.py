@@ -58,6 +58,12 @@ FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
 #: of them in all, and at most this many chunks.
 MAX_PNG_EXTRA = 16 * 2**20
 MAX_PNG_CHUNKS = 100_000
+#: Larger images are reduced a strip of about STRIP_ROWS rows at a time, never copied whole.
+STRIP_PIXELS = 8_000_000
+STRIP_ROWS = 256
+#: Pillow decodes WebP (animated or not) through an RGBA canvas and copies of it: about
+#: 16 bytes a pixel. More than this many pixels would need more than 300 MB.
+MAX_WEBP_PIXELS = 16_000_000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_DATA = (b"IDAT", b"fdAT")  # image data: streamed, never read whole
 
@@ -186,12 +192,38 @@ def _open_bounded(fp: IO[bytes]) -> Image.Image:
             # JPEG (and MPO) decode straight at a reduced scale; other formats ignore this.
             mode = "L" if src.mode in ("L", "RGB") else src.mode
             src.draft(mode, (int(src.width / scale) + 1, int(src.height / scale) + 1))
+        if src.format == "WEBP" and n > MAX_WEBP_PIXELS:
+            raise ImageError(f"too large: {n} pixels (a WebP of more than {MAX_WEBP_PIXELS})")
         src.load()
+        img = _shrunk(src) if n > STRIP_PIXELS else src
         # Only a rotated or mirrored image needs the (copying) transpose.
-        img = ImageOps.exif_transpose(src) if _orientation(src) in range(2, 9) else src
+        if _orientation(src) in range(2, 9):
+            img = ImageOps.exif_transpose(img)
     if max(img.size) > WORK_SIZE:
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
     return img
+
+
+def _shrunk(img: Image.Image) -> Image.Image:
+    """A large image reduced by a whole factor (box means) a strip at a time.
+
+    The result is ``img.reduce(factor)``, still at least :data:`WORK_SIZE` wide or high, but
+    no full-size copy is ever made (reducing an image with alpha copies it whole).
+    """
+    factor = max(1, max(img.size) // WORK_SIZE)
+    if factor == 1:
+        return img
+    w, h = img.size
+    # Modes that reduce() does not take are converted, a strip at a time.
+    mode = {"P": "RGBA", "PA": "RGBA", "1": "L"}.get(img.mode, img.mode)
+    if mode.startswith("I;16"):
+        mode = "I"
+    out = Image.new(mode, (-(-w // factor), -(-h // factor)))
+    rows = factor * max(1, STRIP_ROWS // factor)
+    for top in range(0, h, rows):
+        strip = img.crop((0, top, w, min(h, top + rows)))
+        out.paste(strip.convert(mode).reduce(factor), (0, top // factor))
+    return out
 
 
 #: Where Pillow finds an orientation: EXIF blocks, PNG's text copy of one, XMP packets.

@@ -386,3 +386,22 @@ def test_progress_bar_is_cleared_before_the_summary(tmp_path):
     last_line = before.rsplit(b"\n", 1)[-1]
     # Nothing of the bar is left on the summary's line: it starts clean (erased) or fresh.
     assert last_line in (b"", b"\r") or last_line.endswith(b"\x1b[2K"), last_line
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "P", "LA", "1", "I;16"])
+def test_large_images_are_reduced_a_strip_at_a_time(mode):
+    """Above STRIP_PIXELS no full-size copy is made, and the result is the plain reduce."""
+    big = render_digit(6, size=(300, 300)).resize((3100, 2900)).convert(mode)
+    assert big.width * big.height > imaging.STRIP_PIXELS
+    factor = max(big.size) // imaging.WORK_SIZE
+    whole = big.convert({"P": "RGBA", "1": "L", "I;16": "I"}.get(mode, mode)).reduce(factor)
+    shrunk = imaging._shrunk(big)
+    assert shrunk.size == whole.size
+    assert shrunk.mode == whole.mode and shrunk.tobytes() == whole.tobytes()
+
+
+def test_a_large_webp_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "big.webp"
+    render_digit(2, size=(100, 100)).resize((4100, 4000)).save(path, quality=10)
+    with pytest.raises(ImageError, match="too large: 16400000 pixels"):
+        imaging.features_from_path(path)
