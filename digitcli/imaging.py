@@ -13,6 +13,7 @@ small pure function here; :func:`bitmap_from_image` and :func:`features_from_pat
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import re
@@ -58,6 +59,8 @@ FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "WEBP", "PPM")
 #: of them in all, and at most this many chunks.
 MAX_PNG_EXTRA = 16 * 2**20
 MAX_PNG_CHUNKS = 100_000
+#: Files up to this size are read into memory at once.
+SMALL_FILE = 1 << 16
 #: Larger images are reduced a strip of about STRIP_ROWS rows at a time, never copied whole.
 STRIP_PIXELS = 8_000_000
 STRIP_ROWS = 256
@@ -96,8 +99,12 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
             # (the image is still read): neither belongs on the user's terminal.
             warnings.simplefilter("ignore")
             with _open_regular(path) as fp:
-                _check_png_chunks(fp)
-                return _open_bounded(fp)
+                # A small file is read at once (one read instead of Pillow's many).
+                head = fp.read(SMALL_FILE + 1)
+                data: IO[bytes] = io.BytesIO(head) if len(head) <= SMALL_FILE else fp
+                data.seek(0)
+                _check_png_chunks(data)
+                return _open_bounded(data)
     except Exception as exc:  # noqa: BLE001 - an odd file is that file's error, never a crash
         raise _image_error(exc) from None
 
@@ -587,26 +594,22 @@ def _walled(mask: np.ndarray, levels: np.ndarray, gap: np.ndarray) -> np.ndarray
 
 
 def _window_extreme(a: np.ndarray, size: int, op: np.ufunc, axis: int) -> np.ndarray:
-    """``op`` over centred windows of odd `size` along `axis`, inside the image only.
+    """``op`` over centred windows of odd `size` along `axis` (-1 or -2), inside the image only.
 
     Positions outside the image hold -1 (below any ink level): a minimum over a window that
     leaves the image is -1, and a maximum ignores them. Log-doubling: O(log size)
     whole-array operations.
     """
+    a = np.swapaxes(a, axis, -1)
     half = size // 2
-    pad = [(0, 0)] * a.ndim
-    pad[axis] = (half, half)
-    out = np.pad(a, pad, constant_values=-1.0)
-    n = a.shape[axis]
-    span = 1  # out[i] covers padded[i : i + span]
+    out = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(half, half)], constant_values=-1.0)
+    n = a.shape[-1]
+    span = 1  # out[..., i] covers padded[..., i : i + span]
     while 2 * span <= size:
-        length = out.shape[axis] - span
-        out = op(
-            out.take(range(length), axis=axis), out.take(range(span, span + length), axis=axis)
-        )
+        out = op(out[..., :-span], out[..., span:])
         span *= 2
     shift = size - span
-    return op(out.take(range(n), axis=axis), out.take(range(shift, shift + n), axis=axis))
+    return np.swapaxes(op(out[..., :n], out[..., shift : shift + n]), -1, axis)
 
 
 def _opening_inside(small: np.ndarray, window: np.ndarray) -> np.ndarray:
