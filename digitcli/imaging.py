@@ -601,9 +601,9 @@ def _window_extreme(a: np.ndarray, size: int, op: np.ufunc, axis: int) -> np.nda
     whole-array operations.
     """
     a = np.swapaxes(a, axis, -1)
-    half = size // 2
-    out = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(half, half)], constant_values=-1.0)
-    n = a.shape[-1]
+    half, n = size // 2, a.shape[-1]
+    out = np.full((*a.shape[:-1], n + 2 * half), -1.0, dtype=a.dtype)
+    out[..., half : half + n] = a
     span = 1  # out[..., i] covers padded[..., i : i + span]
     while 2 * span <= size:
         out = op(out[..., :-span], out[..., span:])
@@ -621,7 +621,7 @@ def _opening_inside(small: np.ndarray, window: np.ndarray) -> np.ndarray:
     out = np.empty_like(small)
     window = np.minimum(window, min(small.shape[-2:]))
     window -= window % 2 == 0
-    for size in np.unique(window).tolist():
+    for size in sorted(set(window.tolist())):
         chosen = window == size
         part = small[chosen]
         for op in (np.minimum, np.maximum):
@@ -637,17 +637,25 @@ def _reduced(mask: np.ndarray, h: int, w: int) -> np.ndarray:
     return _resize_each(mask.astype(np.float32), (w, h), Image.Resampling.BOX) >= 0.5
 
 
+def _square3(mask: np.ndarray, combine: np.ufunc) -> np.ndarray:
+    """3x3 erosion (``np.logical_and``) or dilation (``np.logical_or``) of a stack of masks.
+
+    Past the edges counts as the edge pixel itself (the edges repeated).
+    """
+    out = mask.copy()
+    for axis in (-1, -2):
+        src = out.copy()
+        ahead = [slice(None)] * out.ndim
+        behind = [slice(None)] * out.ndim
+        ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
+        combine(out[tuple(ahead)], src[tuple(behind)], out=out[tuple(ahead)])
+        combine(out[tuple(behind)], src[tuple(ahead)], out=out[tuple(behind)])
+    return out
+
+
 def _closed(mask: np.ndarray) -> np.ndarray:
     """3x3 closing of a stack of masks (a dilation, then an erosion; the edges repeated)."""
-    out = mask
-    for combine in (np.logical_or, np.logical_and):
-        padded = np.pad(out, ((0, 0), (1, 1), (1, 1)), mode="edge")
-        h, w = mask.shape[-2:]
-        out = out.copy()
-        for dy in range(3):
-            for dx in range(3):
-                combine(out, padded[:, dy : dy + h, dx : dx + w], out=out)
-    return out
+    return _square3(_square3(mask, np.logical_or), np.logical_and)
 
 
 def _widest_square(mask: np.ndarray) -> np.ndarray:
@@ -659,12 +667,7 @@ def _widest_square(mask: np.ndarray) -> np.ndarray:
     side = np.where(mask.any(axis=(1, 2)), 1, 0)
     inner = _closed(mask)  # cracks in a mask of a stroke are not gaps in its ink
     while inner.any():  # 3x3 erosions until nothing is left
-        padded = np.pad(inner, ((0, 0), (1, 1), (1, 1)), mode="edge")
-        h, w = inner.shape[-2:]
-        shrunk = inner.copy()
-        for dy in range(3):
-            for dx in range(3):
-                shrunk &= padded[:, dy : dy + h, dx : dx + w]
+        shrunk = _square3(inner, np.logical_and)
         if shrunk.all(axis=(1, 2)).any():  # the whole image is ink: nothing to measure
             shrunk[shrunk.all(axis=(1, 2))] = False
         side += 2 * shrunk.any(axis=(1, 2))
