@@ -78,6 +78,24 @@ class Result:
     flag: str = ""  # read, but worth a look: "low confidence: C < P"
 
 
+#: How image files start (PNG, JPEG, GIF, BMP, TIFF, WebP's RIFF, PBM/PGM/PPM).
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF")
+_IMAGE_MAGIC += tuple(b"P%d" % i for i in range(1, 7))
+
+
+def looks_like_image(path: str) -> bool:
+    """Whether an existing file is an image, by its name or its first bytes."""
+    if not os.path.isfile(path):
+        return False
+    if is_image_name(os.path.basename(path)):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(8).startswith(_IMAGE_MAGIC)
+    except OSError:
+        return False
+
+
 def is_image_name(name: str) -> bool:
     """Whether a file name has an image extension (case-insensitive) and is not hidden."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
@@ -109,19 +127,15 @@ def iter_inputs(
     stats = stats if stats is not None else WalkStats()
     for item in inputs:
         path = os.fspath(item)
-        if os.path.isdir(path):
+        if "\0" in path:  # no such file can exist: its row says so
+            yield path
+        elif os.path.isdir(path):
             yield from _walk(path, stats)
         elif not os.path.lexists(path) and glob.has_magic(path):
-            matches = sorted(glob.glob(path, recursive=True))
+            matches = _expand(path, stats)
             if not matches:
                 yield path
-            seen: set[str] = set()  # "**" follows links to folders: each file once
             for match in matches:
-                real = os.path.realpath(match)
-                if real in seen:
-                    stats.skipped += 1
-                    continue
-                seen.add(real)
                 yield from _walk(match, stats) if os.path.isdir(match) else [match]
         else:
             yield path
@@ -164,10 +178,73 @@ def read_path_list(stream: IO[str], *, sep: str = "\n") -> Iterator[str]:
             path = entry.removesuffix("\r") if sep == "\n" else entry
             if path:
                 yield path
+            elif sep == "\0" and not end:  # find -print0 never writes two NULs in a row
+                raise DataError(f"{name}: entry {number} is empty: not a list of paths")
         if len(buffer) > MAX_LINE:
             raise DataError(f"{name}: entry {number + 1} is longer than {MAX_LINE} characters")
         if end:
             return
+
+
+def _expand(pattern: str, stats: WalkStats) -> list[str]:
+    """The paths a glob pattern matches, sorted; ``**`` matches folders at any depth.
+
+    Unlike :func:`glob.glob`, links to folders are not followed (a link back to a parent
+    made ``**`` grow without end) and no recursion is used (any depth).
+    """
+    parts = pattern.split(os.sep)
+    fixed = list(itertools.takewhile(lambda p: not glob.has_magic(p), parts))
+    base = os.sep.join(fixed) or ("" if not pattern.startswith(os.sep) else os.sep)
+    rule = re.compile(_translate(parts[len(fixed) :]), re.DOTALL)
+    found = []
+    stack = [base or os.curdir]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = _sorted_entries(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink() and _is_dir(entry):  # a link to a folder: not followed
+                stats.skipped += 1
+                continue
+            path = entry.path if base else os.path.relpath(entry.path, os.curdir)
+            relative = path[len(base) :].lstrip(os.sep) if base else path
+            if rule.fullmatch(relative):
+                found.append(path)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return sorted(found)
+
+
+def _translate(parts: list[str]) -> str:
+    """A regular expression for glob pattern components; ``**`` spans folders."""
+    out = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append(".*" if last else "(?:[^/]*/)*")
+            continue
+        j = 0
+        while j < len(part):
+            ch = part[j]
+            close = part.find("]", j + 2) if ch == "[" else -1
+            if ch == "*":
+                out.append("[^/]*")
+            elif ch == "?":
+                out.append("[^/]")
+            elif close > 0:
+                inside = part[j + 1 : close]
+                inside = "^" + inside[1:] if inside.startswith("!") else inside
+                out.append("[" + inside.replace("\\", "\\\\") + "]")
+                j = close
+            else:
+                out.append(re.escape(ch))
+            j += 1
+        out.append("" if last else "/")
+    return "".join(out)
 
 
 def _walk(folder: str, stats: WalkStats) -> Iterator[str]:
@@ -545,6 +622,8 @@ class CsvWriter:
         self.stream = stream
         self.probabilities = probabilities
         self.writer = csv.writer(stream, lineterminator="\n")
+        # The csv module quotes a line feed but not a lone carriage return with "\n" ends.
+        self.quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
         header = ["path", "digit", "confidence", "error", "flag"]
         if probabilities:
             header += [f"p{d}" for d in range(10)]
@@ -566,7 +645,7 @@ class CsvWriter:
                 row += [f"{p:.4f}" for p in result.probabilities]
             else:
                 row += [""] * 10
-        self.writer.writerow(row)
+        (self.quoted if "\r" in result.path else self.writer).writerow(row)
 
     def flush(self) -> None:
         """Flush the rows written so far to the stream."""

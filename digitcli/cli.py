@@ -11,6 +11,7 @@ import errno
 import json
 import math
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -116,10 +117,12 @@ def _jobs_option(what: str) -> Any:
 
 
 def _cores(jobs: int) -> int:
-    """``-j``: a count of workers, where 0 and -1 mean every core this process may use."""
-    if jobs > 0:
-        return jobs
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """``-j``: a count of workers, where 0 and -1 mean every core this process may use.
+
+    More workers than cores would only wait for each other: -j is capped at the cores.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(jobs, cores or 1) if jobs > 0 else cores or 1
 
 
 @click.group(cls=DigitcliGroup, context_settings=CONTEXT_SETTINGS)
@@ -264,12 +267,18 @@ def _has_magic(path: str) -> bool:
 
 
 def _refuse_output_among_inputs(output: str, inputs: tuple[str, ...]) -> None:
-    """-o must not name an input, nor an image file that an input folder holds."""
+    """-o must never overwrite an image.
+
+    Not an input, not one an input folder holds, nor any file that is an image (so none that
+    a pattern, --files-from or a hard link leads to).
+    """
     if output == "-":
         return
-    from digitcli.batch import is_image_name
+    from digitcli.batch import is_image_name, looks_like_image
 
     target = os.path.realpath(output)
+    if looks_like_image(output):
+        raise click.UsageError(f"-o {output} is an image: digitcli will not overwrite it")
     for item in inputs:
         real = os.path.realpath(item)
         inside = os.path.isdir(real) and target.startswith(real.rstrip(os.sep) + os.sep)
@@ -354,8 +363,9 @@ def _open_output(output: str) -> Iterator[Any]:
             f"cannot write {output}: {exc.strerror or exc}", param_hint="'-o'"
         ) from None
     with open(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as stream:
-        _lock(stream, output)
-        stream.truncate(0)  # only now: a run that finds the file locked leaves it whole
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe or device is written as it is
+            _lock(stream, output)
+            stream.truncate(0)  # only now: a run that finds the file locked leaves it whole
         yield stream
 
 
@@ -424,6 +434,10 @@ def evaluate(
         raise click.UsageError("use --data or --images, not both")
     if errors_png and not images:
         raise click.UsageError("--errors needs --images")
+    if errors_png and os.path.realpath(errors_png).startswith(
+        os.path.realpath(images).rstrip(os.sep) + os.sep
+    ):
+        raise click.UsageError(f"--errors {errors_png} is inside the --images folder {images}")
     model = _load_model(model_path)
     if images:
         from digitcli.batch import evaluate_folder

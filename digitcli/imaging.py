@@ -12,6 +12,7 @@ small pure function here; :func:`bitmap_from_image` and :func:`features_from_pat
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import math
@@ -29,6 +30,8 @@ from digitcli.errors import ImageError
 
 #: Refuse images with more pixels than this (decompression bombs).
 MAX_PIXELS = 64_000_000
+#: Refuse images with a side longer than this (a 1 x 64,000,000 image is a bomb too).
+MAX_SIDE = 65_535
 #: Images are reduced so that their longest side is at most this before the conversion.
 WORK_SIZE = 512
 #: Ink contrast (0..1) below which an image counts as blank.
@@ -127,7 +130,9 @@ def _image_error(exc: BaseException) -> ImageError:
         return ImageError("is a folder")
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError):
-        if "truncated" in text or "broken data stream" in text:
+        if exc.errno == errno.ENXIO:  # a socket: no reading it
+            return ImageError("not a regular file")
+        if "truncated" in text.lower() or "broken data stream" in text:
             return ImageError("truncated file")
         return ImageError(f"cannot read image: {text}")
     if isinstance(exc, (ValueError, SyntaxError, EOFError, MemoryError)):
@@ -193,6 +198,8 @@ def _open_bounded(fp: IO[bytes]) -> Image.Image:
         n = src.width * src.height
         if n > MAX_PIXELS:
             raise ImageError(f"too large: {n} pixels")
+        if max(src.size) > MAX_SIDE:  # Pillow keeps a pointer a row: 512 MB for 64M rows
+            raise ImageError(f"too large: {src.width}x{src.height} pixels")
         if n == 0:
             raise ImageError("empty image: 0 pixels")
         scale = max(src.size) / WORK_SIZE

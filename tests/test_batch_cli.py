@@ -234,18 +234,23 @@ def test_signals_keep_whole_rows_and_leave_no_worker(tmp_path, signum, whole_gro
         stderr=subprocess.PIPE,
         start_new_session=True,  # a process group of its own, like a job in a terminal
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if out.exists() and out.stat().st_size > 20_000:
-            break
-        time.sleep(0.05)
-    workers = _children(proc.pid)
-    assert workers
-    if whole_group:
-        os.killpg(proc.pid, signum)
-    else:
-        proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and not workers:
+            if out.exists() and out.stat().st_size > 20_000:
+                workers = _children(proc.pid)
+            time.sleep(0.05)
+        assert workers
+        if whole_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     assert proc.returncode == code, err
     assert b"Traceback" not in err
     text = out.read_bytes().decode("utf-8")

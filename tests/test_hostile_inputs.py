@@ -157,9 +157,12 @@ def test_path_lists_are_read_in_bounded_pieces(tmp_path):
         with pytest.raises(DataError, match="list.txt: entry 4 is longer"):
             got.extend(batch.read_path_list(stream))
     assert got == ["a.png", "b.png"]
-    listing.write_bytes(b"a\nb.png\0c\0\0d.png")
+    listing.write_bytes(b"a\nb.png\0c\0d.png\0")
     with open(listing, encoding="utf-8") as stream:
         assert list(batch.read_path_list(stream, sep="\0")) == ["a\nb.png", "c", "d.png"]
+    listing.write_bytes(b"a\0\0b")  # find -print0 never writes two NULs in a row
+    with open(listing, encoding="utf-8") as stream, pytest.raises(DataError, match="empty"):
+        list(batch.read_path_list(stream, sep="\0"))
 
 
 def test_files_from_dev_zero_is_one_line(runner):
@@ -198,7 +201,7 @@ def test_output_that_is_an_input_is_refused_before_writing(runner, tmp_path):
     for out in (image, str(link), str(tmp_path / "in" / "new.png")):
         result = runner.invoke(cli, ["classify", str(tmp_path / "in"), image, "-o", out])
         assert result.exit_code == 2, result.output
-        assert "would overwrite the input" in result.stderr
+        assert "would overwrite the input" in result.stderr or "is an image" in result.stderr
     assert Path(image).read_bytes() == before
     assert not (tmp_path / "in" / "new.png").exists()
 
@@ -405,3 +408,84 @@ def test_a_large_webp_is_refused_before_decoding(tmp_path):
     render_digit(2, size=(100, 100)).resize((4100, 4000)).save(path, quality=10)
     with pytest.raises(ImageError, match="too large: 16400000 pixels"):
         imaging.features_from_path(path)
+
+
+def test_output_never_overwrites_an_image_however_it_is_named(runner, tmp_path):
+    """Patterns, --files-from and hard links lead to inputs too: -o never truncates an image."""
+    [image] = _digits(tmp_path / "e", 1)
+    before = Path(image).read_bytes()
+    hard = tmp_path / "hard.csv"
+    os.link(image, hard)
+    listing = tmp_path / "list.txt"
+    listing.write_text(image + "\n", encoding="utf-8")
+    for args in (
+        [str(tmp_path / "e" / "*.png"), "-o", image],
+        [str(tmp_path / "**" / "*.png"), "-o", image],
+        ["--files-from", str(listing), "-o", image],
+        [image, "-o", str(hard)],  # an image under another name
+    ):
+        result = runner.invoke(cli, ["classify", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert Path(image).read_bytes() == before
+    sheet = tmp_path / "e" / "sheet.png"
+    result = runner.invoke(cli, ["eval", "--images", str(tmp_path), "--errors", str(sheet)])
+    assert result.exit_code == 2 and "inside the --images folder" in result.stderr
+
+
+def test_glob_through_links_to_parents_and_deep_trees(runner, tmp_path, csv_rows):
+    [image] = _digits(tmp_path / "w" / "s", 1)
+    for name in ("l1", "l2"):  # ** through two links back up grew without end
+        (tmp_path / "w" / "s" / name).symlink_to("..")
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    for _ in range(1100):
+        deep = deep / "d"
+        deep.mkdir()
+    render_digit(1).save(deep / "x.png")
+    try:
+        started = time.monotonic()
+        result = runner.invoke(
+            cli, ["classify", str(tmp_path / "w" / "**" / "*.png"), str(tmp_path / "**" / "x.png")]
+        )
+        assert time.monotonic() - started < 30
+    finally:
+        (deep / "x.png").unlink()
+        while deep != tmp_path / "deep":
+            deep.rmdir()
+            deep = deep.parent
+    assert result.exit_code == 0, result.output
+    rows = csv_rows(result.stdout)
+    assert [r["path"] for r in rows][0] == image and len(rows) == 2
+
+
+def test_odd_entries_and_names(runner, tmp_path, csv_rows):
+    [image] = _digits(tmp_path, 1)
+    listing = tmp_path / "list"
+    listing.write_bytes(b"x\0y/*.png\n" + os.fsencode(image) + b"\n")
+    result = runner.invoke(cli, ["classify", "--files-from", str(listing)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [r["path"] for r in csv_rows(result.stdout)] == ["x\0y/*.png", image]
+    with_cr = tmp_path / "a\rb.png"
+    os.rename(image, with_cr)
+    result = runner.invoke(cli, ["classify", str(with_cr)])
+    assert [r["path"] for r in csv_rows(result.stdout)] == [str(with_cr)]
+    zero = runner.invoke(cli, ["classify", "--files-from", "/dev/zero", "-0"])
+    assert zero.exit_code == 1 and "entry 1 is empty" in zero.stderr
+    many = runner.invoke(cli, ["classify", str(with_cr), "-j", "10000"])
+    assert many.exit_code == 0  # capped at the cores
+
+
+def test_a_socket_and_a_tall_image_are_refused(tmp_path):
+    import socket
+
+    sock = tmp_path / "s.png"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        with pytest.raises(ImageError, match="not a regular file"):
+            imaging.open_image(sock)
+    tall = tmp_path / "tall.png"
+    from PIL import Image
+
+    Image.new("L", (1, 70_000), 255).save(tall)
+    with pytest.raises(ImageError, match="too large: 1x70000 pixels"):
+        imaging.open_image(tall)
