@@ -18,6 +18,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -351,6 +352,10 @@ def convert_chunk(paths: list[str], invert: bool | None) -> Converted:
 WORKER_DIED = "worker died"
 #: Chunks in flight per worker: enough to keep the workers busy, few enough to stay small.
 _IN_FLIGHT = 4
+#: While waiting for a chunk, how often the workers are looked at, and how long a dead
+#: worker may go unnoticed by the executor before the wait is taken for stuck.
+_POLL_SECONDS = 0.5
+_STUCK_SECONDS = 3.0
 
 
 def _worker_init() -> None:
@@ -414,13 +419,46 @@ class _Pool:
         self.stop()
         self.executor = self._start()
 
+    def result(self, future: Future[Converted]) -> Converted:
+        """The future's result; BrokenProcessPool if a worker died, never a wait forever.
+
+        A worker killed while it writes its result leaves half a message in the pipe, and
+        the executor's thread then waits for the rest for ever (a CPython limit). So while
+        waiting, a dead worker that the executor has not noticed within
+        :data:`_STUCK_SECONDS` is taken for that: filler bytes complete the half message,
+        the executor fails to read it and breaks, as it does for any other death.
+        """
+        dead_since = None
+        while True:
+            try:
+                return future.result(timeout=_POLL_SECONDS)
+            except TimeoutError:
+                processes = getattr(self.executor, "_processes", None) or {}
+                if not any(p.exitcode is not None for p in list(processes.values())):
+                    dead_since = None
+                    continue
+                dead_since = dead_since or time.monotonic()
+                if time.monotonic() - dead_since > _STUCK_SECONDS:
+                    self._unstick()
+                    dead_since = None
+
+    def _unstick(self) -> None:
+        queue = getattr(self.executor, "_result_queue", None)
+        writer = getattr(queue, "_writer", None)
+        if writer is None:
+            return
+        fd = writer.fileno()
+        os.set_blocking(fd, False)
+        with contextlib.suppress(OSError):
+            os.write(fd, b"\0" * (1 << 16))
+
     def one_by_one(self, paths: list[str]) -> Converted:
         """Convert files one at a time; a file whose worker dies gets :data:`WORKER_DIED`."""
         features = np.zeros((len(paths), 64), dtype=np.uint8)
         errors = [""] * len(paths)
         for i, path in enumerate(paths):
             try:
-                _, features[i : i + 1], errors[i : i + 1] = self.submit([path]).result()
+                _, features[i : i + 1], errors[i : i + 1] = self.result(self.submit([path]))
             except BrokenProcessPool:
                 errors[i] = WORKER_DIED
                 self.restart()
@@ -458,7 +496,7 @@ def _pooled(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iter
                 ):
                     head, future, retried = pending.popleft()
                     try:
-                        yield future.result()
+                        yield pool.result(future)
                     except BrokenProcessPool:
                         # Every chunk in flight is lost with the pool. A new pool tries them
                         # again whole (a worker killed from outside costs only time); a chunk

@@ -70,6 +70,37 @@ def test_a_killed_worker_costs_only_its_file(tmp_path, monkeypatch):
     assert errors == {killer: batch.WORKER_DIED}
 
 
+def _half_written_result(chunk, invert):
+    """A worker killed while it writes its result: half a message left in the pipe."""
+    if any(p.endswith(_KILLER) for p in chunk) and os.getpid() != _PARENT:
+        import gc
+        import multiprocessing.queues
+
+        for queue in gc.get_objects():
+            if isinstance(queue, multiprocessing.queues.SimpleQueue):
+                fd = queue._writer.fileno()
+                os.write(fd, struct.pack("!i", 18_000) + b"x" * 100)  # 100 of 18,000 bytes
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _CONVERT(chunk, invert)
+
+
+def test_a_worker_killed_mid_write_does_not_hang(tmp_path, monkeypatch):
+    """CPython's executor would wait for the rest of that message for ever."""
+    paths = _digits(tmp_path, 20)
+    killer = str(tmp_path / _KILLER)
+    render_digit(3).save(killer)
+    paths.insert(5, killer)
+    monkeypatch.setattr(batch, "convert_chunk", _half_written_result)
+    monkeypatch.setattr(batch, "_can_fork", lambda: True)
+    monkeypatch.setattr(batch, "_STUCK_SECONDS", 0.5)
+    started = time.monotonic()
+    chunks = batch.iter_converted(paths, jobs=2, chunk_size=4)
+    got = [row for chunk in chunks for row in zip(*chunk, strict=True)]
+    assert time.monotonic() - started < 30
+    assert [p for p, _, _ in got] == paths
+    assert {p: e for p, _, e in got if e} == {killer: batch.WORKER_DIED}
+
+
 def test_fifo_socket_and_device_are_never_read(tmp_path, runner, csv_rows):
     fifo = tmp_path / "in" / "pipe.png"
     fifo.parent.mkdir()
