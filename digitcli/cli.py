@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import glob
 import json
 import math
 import os
@@ -221,7 +222,7 @@ def classify(
         listed = read_path_list(files_from, sep="\0" if null else "\n") if files_from else ()
         return itertools.chain(inputs, listed)
 
-    for missing in (p for p in inputs if not os.path.lexists(p) and not _has_magic(p)):
+    for missing in (p for p in inputs if not os.path.lexists(p) and not glob.has_magic(p)):
         click.echo(f"not found: {missing}", err=True)
     started = time.perf_counter()
     done = failed = unsure = 0
@@ -262,8 +263,9 @@ def classify(
         click.get_current_context().exit(1)
 
 
-def _has_magic(path: str) -> bool:
-    return any(ch in path for ch in "*?[")
+def _is_inside(path: str, folder: str) -> bool:
+    """Whether `path` lies inside `folder`, links resolved."""
+    return os.path.realpath(path).startswith(os.path.realpath(folder).rstrip(os.sep) + os.sep)
 
 
 def _refuse_output_among_inputs(output: str, inputs: tuple[str, ...]) -> None:
@@ -276,13 +278,12 @@ def _refuse_output_among_inputs(output: str, inputs: tuple[str, ...]) -> None:
         return
     from digitcli.batch import is_image_name, looks_like_image
 
-    target = os.path.realpath(output)
     if looks_like_image(output):
         raise click.UsageError(f"-o {output} is an image: digitcli will not overwrite it")
     for item in inputs:
-        real = os.path.realpath(item)
-        inside = os.path.isdir(real) and target.startswith(real.rstrip(os.sep) + os.sep)
-        if target == real or (inside and is_image_name(os.path.basename(target))):
+        inside = os.path.isdir(item) and _is_inside(output, item)
+        same = os.path.realpath(output) == os.path.realpath(item)
+        if same or (inside and is_image_name(os.path.basename(os.path.realpath(output)))):
             raise click.UsageError(f"-o {output} would overwrite the input {item}")
 
 
@@ -434,9 +435,7 @@ def evaluate(
         raise click.UsageError("use --data or --images, not both")
     if errors_png and not images:
         raise click.UsageError("--errors needs --images")
-    if errors_png and os.path.realpath(errors_png).startswith(
-        os.path.realpath(images).rstrip(os.sep) + os.sep
-    ):
+    if errors_png and _is_inside(errors_png, images):
         raise click.UsageError(f"--errors {errors_png} is inside the --images folder {images}")
     model = _load_model(model_path)
     if images:

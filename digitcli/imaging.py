@@ -474,9 +474,7 @@ def ink_masks(ink: np.ndarray, work: int = 64) -> tuple[np.ndarray, ...]:
     """
     ink = ink.astype(np.float32, copy=False)
     ground, small, k = _first_ground(ink, work)
-    result = list(_masks(ink, ground))
-    flat, thresholds, blank = result[:3]
-    inked = (flat > thresholds[:, None, None]) & ~blank[:, None, None]
+    *result, inked = _masks(ink, ground)
     window, near, redo = _hollowing_risk(ground, small, inked, k)
     todo = np.flatnonzero(redo)
     if not todo.size:
@@ -485,17 +483,17 @@ def ink_masks(ink: np.ndarray, work: int = 64) -> tuple[np.ndarray, ...]:
     # outline) and what lies between its strokes as dark as they are (a hollowed inside).
     walls = _reduced(inked[todo], *small.shape[-2:])
     digit = walls | _walled(walls, small[todo], window[todo])
-    for _ in range(2):  # a window as large as the digit, then just beyond its strokes
-        if not todo.size:
-            break
+    for attempt in range(2):  # a window as large as the digit, then just beyond its strokes
         second = _opening_inside(small[todo], window[todo])
         work_buf = _work_buffers(second, k // 2)
         for _ in range(2):  # smoothed like the first estimate
             second = _rank_filter(second, k, np.add, work_buf) / np.float32(k * k)
         second = np.where(near[todo], np.minimum(second, ground[todo]), ground[todo])
-        part = _masks(ink[todo], second)
+        *part, _ = _masks(ink[todo], second)
         for out, values in zip(result, part, strict=True):
             out[todo] = values
+        if attempt:
+            break
         # The widest stroke: the largest square in the ink that both masks hold (the first
         # mask, rebuilt, has no ground the second estimate could not follow; the second
         # has the strokes whole).
@@ -504,6 +502,8 @@ def ink_masks(ink: np.ndarray, work: int = 64) -> tuple[np.ndarray, ...]:
         closer = widest < window[todo]
         window[todo[closer]] = widest[closer]
         todo, digit = todo[closer], digit[closer]
+        if not todo.size:
+            break
     return tuple(result)
 
 
@@ -530,15 +530,19 @@ def _first_ground(stack: np.ndarray, work: int) -> tuple[np.ndarray, np.ndarray,
 
 
 def _masks(ink: np.ndarray, ground: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Subtract the (enlarged) ground, threshold, clean: ``(flat, thresholds, blank, mask)``."""
+    """Subtract the (enlarged) ground, threshold, clean.
+
+    Returns ``(flat, thresholds, blank, mask, inked)``: `mask` is `inked` (every pixel
+    over the threshold) cleaned by :func:`remove_specks`.
+    """
     h, w = ink.shape[-2:]
     if ground.shape[-2:] != (h, w):
         ground = _resize_each(ground, (w, h), Image.Resampling.BILINEAR)
     flat = np.subtract(ink, ground)
     np.maximum(flat, 0.0, out=flat)  # ink and ground are both in 0..1
     thresholds, blank = ink_thresholds(flat)
-    mask = remove_specks((flat > thresholds[:, None, None]) & ~blank[:, None, None])
-    return flat, thresholds, blank, mask
+    inked = (flat > thresholds[:, None, None]) & ~blank[:, None, None]
+    return flat, thresholds, blank, remove_specks(inked), inked
 
 
 def _hollowing_risk(
@@ -872,12 +876,12 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     size, (top, bottom, left, right), (height, width) = _pieces(
         label, roots, rows, starts, ends, h, w
     )
+    inner = top + bottom + left + right == 0
     # Bands: shallow, along half a side or from side to opposite side. A tightly cropped
     # digit touches every side too, but it is as deep as the image.
     across = (np.maximum(top, bottom) >= BAND_COVER * w) | ((left > 0) & (right > 0))
     down = (np.maximum(left, right) >= BAND_COVER * h) | ((top > 0) & (bottom > 0))
     band = (across & (height <= BAND_DEPTH * h)) | (down & (width <= BAND_DEPTH * w))
-    inner = top + bottom + left + right == 0
     span = np.maximum(height / h, width / w)
     total_ink = np.bincount(image, weights=size, minlength=n)
     inner_ink = np.bincount(image, weights=size * inner, minlength=n)
