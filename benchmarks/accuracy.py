@@ -12,7 +12,6 @@ conversion issue bounds at 1 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import tempfile
 import time
@@ -22,8 +21,7 @@ import numpy as np
 
 from digitcli import model as model_io
 from digitcli.batch import BATCH_SIZE, classify_paths, iter_labelled_images
-from digitcli.errors import ImageError
-from digitcli.imaging import features_from_path, features_from_paths
+from digitcli.conversion.pipeline import features_from_paths
 from digitcli.synth import render_digit
 
 
@@ -31,15 +29,14 @@ def conversion_ms(paths: list[str], repeat: int, batch: int = BATCH_SIZE) -> flo
     """Median ms per file to decode and convert `paths` on one core, as classify does.
 
     classify converts its files in batches of BATCH_SIZE (:func:`features_from_paths`); with
-    ``batch=1`` each file is converted on its own (:func:`features_from_path`).
+    ``batch=1`` each file is converted on its own (a stack of one).
     """
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
         if batch == 1:
             for p in paths:
-                with contextlib.suppress(ImageError):
-                    features_from_path(p)
+                features_from_paths([p])
         else:
             for i in range(0, len(paths), batch):
                 features_from_paths(paths[i : i + batch])

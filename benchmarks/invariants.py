@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from digitcli import model as model_io
-from digitcli.imaging import bitmap_from_image, block_counts, features_from_images
+from digitcli.conversion.nist import pack
+from digitcli.conversion.pipeline import bitmaps_from_images, features_from_images, features_of
 from digitcli.render import GROUNDS, Rendering, fixed_point, nist_bitmaps, render_bitmap
 from digitcli.synth import pen_glyph
 
@@ -62,7 +63,7 @@ def main() -> None:
     model = model_io.load(model_io.resolve_model_path(args.model))
 
     bitmaps, digits = nist_bitmaps(args.n, seed=1)
-    own = block_counts(bitmaps).reshape(-1, 64).astype(np.float64)
+    own = features_of(pack(bitmaps))
     own_read = model.predict_proba(own).argmax(axis=1)
     print(
         f"{args.n} NIST bitmaps; their own counts read as the digit drawn: "
@@ -92,7 +93,7 @@ def main() -> None:
             for invert in (False, True):
                 for margin in (0.0, 0.3):
                     how = Rendering(scale=scale, margin=margin, invert=invert)
-                    exact += np.array_equal(bitmap_from_image(render_bitmap(f, how)), f)
+                    exact += np.array_equal(bitmaps_from_images([render_bitmap(f, how)])[0], f)
                     total += 1
     print(
         f"\nfixed points: {len(fixed)} of 100 bitmaps reach one; "

@@ -28,8 +28,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from digitcli.conversion.pipeline import features_from_paths
 from digitcli.errors import DataError, ImageError
-from digitcli.imaging import features_from_paths
 from digitcli.model import Model
 
 #: File endings classify picks up inside folders (files named explicitly are always tried).
@@ -339,7 +339,7 @@ def convert_chunk(paths: list[str], invert: bool | None) -> Converted:
     """
     features = np.zeros((len(paths), 64), dtype=np.uint8)
     errors = [""] * len(paths)
-    for i, result in enumerate(features_from_paths(paths, invert)):
+    for i, result in enumerate(features_from_paths(paths, invert=invert)):
         if isinstance(result, ImageError):
             errors[i] = str(result)
         else:

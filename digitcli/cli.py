@@ -566,9 +566,10 @@ def show(
     from rich.console import Console
 
     from digitcli.batch import iter_inputs
+    from digitcli.conversion.nist import block_counts, pack
+    from digitcli.conversion.pipeline import bitmaps_from_paths
     from digitcli.errors import ImageError
     from digitcli.evaluation import render_grid, save_views
-    from digitcli.imaging import bitmap_from_path, block_counts
 
     model = _load_model(model_path)
     console = Console()
@@ -576,13 +577,12 @@ def show(
         bitmap = console.width >= BITMAP_COLUMNS
     failed = 0
     for name in iter_inputs(images):
-        try:
-            drawn = bitmap_from_path(name, invert)
-        except ImageError as exc:
+        [drawn] = bitmaps_from_paths([name], invert=invert)
+        if isinstance(drawn, ImageError):
             failed += 1
-            Console(stderr=True).print(render_grid(name, np.zeros((8, 8)), None, str(exc)))
+            Console(stderr=True).print(render_grid(name, np.zeros((8, 8)), None, str(drawn)))
             continue
-        grid = block_counts(drawn)
+        grid = block_counts(pack(drawn[None]))[0]
         probabilities = model.predict_proba(grid.reshape(1, 64))[0]
         console.print(render_grid(name, grid, probabilities, bitmap=drawn if bitmap else None))
         if save_dir:

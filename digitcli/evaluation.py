@@ -482,8 +482,8 @@ def error_sheet(entries: Sequence[SheetEntry], path: str | os.PathLike[str]) -> 
     """
     from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+    from digitcli.conversion.decode import open_image
     from digitcli.errors import ImageError
-    from digitcli.imaging import open_image
 
     font = ImageFont.load_default()
 

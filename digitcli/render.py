@@ -129,17 +129,18 @@ def nist_bitmaps(
     digits : numpy.ndarray
         int ``(n,)``: the digit each glyph was drawn as.
     """
-    from digitcli.imaging import bitmap_from_image
+    from digitcli.conversion.pipeline import bitmaps_from_images
     from digitcli.synth import render_digit
 
     rng = np.random.default_rng(seed)
     digits = np.arange(n) % 10
-    bitmaps = [
-        bitmap_from_image(
-            render_digit(int(d), seed=seed * 100_003 + i, size=(64, 64), stroke=rng.uniform(*pens))
-        )
+    glyphs = (
+        render_digit(int(d), seed=seed * 100_003 + i, size=(64, 64), stroke=rng.uniform(*pens))
         for i, d in enumerate(digits)
-    ]
+    )
+    bitmaps = bitmaps_from_images(glyphs)
+    if not all(isinstance(b, np.ndarray) for b in bitmaps):
+        raise ValueError("a synthetic glyph has no ink")  # the generator always draws some
     return np.array(bitmaps), digits
 
 
@@ -151,10 +152,12 @@ def fixed_point(bitmap: np.ndarray, *, tries: int = 8) -> np.ndarray | None:
     numpy.ndarray or None
         A bitmap that the conversion gives back exactly, or None if none was reached.
     """
-    from digitcli.imaging import bitmap_from_image
+    from digitcli.conversion.pipeline import bitmaps_from_images
 
     for _ in range(tries):
-        again = bitmap_from_image(render_bitmap(bitmap, Rendering()))
+        [again] = bitmaps_from_images([render_bitmap(bitmap, Rendering())])
+        if not isinstance(again, np.ndarray):
+            return None
         if np.array_equal(again, bitmap):
             return bitmap
         bitmap = again

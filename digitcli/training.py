@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from digitcli import __version__, imaging
+from digitcli import __version__
+from digitcli.conversion.pipeline import features_from_images, features_of, rows_from_masks
 from digitcli.model import Kernel, Layer, Model, rbf
 
 #: The held-out part of Digits, never used for fitting or for choosing settings.
@@ -164,7 +165,7 @@ def augment(X: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.nd
     Each 8x8 image is enlarged to the 32x32 grid it was counted from, distorted there (a
     random rotation, shear and scaling, and a smooth elastic warp), cut at a random ink level
     (thinner or thicker strokes), and then put through the same NIST steps as a real image
-    (:mod:`digitcli.imaging`: crop, 20x32 stretch, stroke-width normalisation, deslant, 4x4
+    (:mod:`digitcli.conversion`: crop, 20x32 stretch, stroke-width normalisation, deslant, 4x4
     counts). The copies therefore vary only in ways that survive the conversion.
 
     Parameters
@@ -235,7 +236,7 @@ def synthetic_data(per_digit: int) -> tuple[np.ndarray, np.ndarray]:
         render_digit(int(digit), seed=SYNTH_SEED + i, size=(SYNTH_SIZE, SYNTH_SIZE))
         for i, digit in enumerate(y)
     )
-    features = imaging.features_from_images(glyphs)
+    features = features_from_images(glyphs)
     if not all(isinstance(row, np.ndarray) for row in features):
         raise ValueError("a synthetic glyph has no ink")  # the generator always draws some
     return np.vstack(features), y
@@ -263,9 +264,9 @@ def _converted(warped: np.ndarray, cuts: np.ndarray, originals: np.ndarray) -> n
 
     A canvas with no ink left gives its original image back.
     """
-    bitmaps, found = imaging.bitmaps_from_masks(warped, warped >= cuts[:, None, None], 0.5)
+    rows, found = rows_from_masks(warped, warped >= cuts[:, None, None], 0.5)
     out = originals.copy()
-    out[found] = imaging.block_counts(bitmaps[found]).reshape(-1, 64)
+    out[found] = features_of(rows[found])
     return out
 
 

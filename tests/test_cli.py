@@ -383,19 +383,19 @@ def test_show_prints_grid_and_top3_and_saves(runner, tmp_path, make_digit):
 
     with Image.open(out / "five_32x32.png") as big, Image.open(out / "five_8x8.png") as small:
         assert big.size == small.size == (256, 256)
-    from digitcli.imaging import features_from_path
+    from digitcli.conversion.pipeline import features_from_paths
 
-    grid = features_from_path(image).reshape(8, 8).astype(int)
+    grid = features_from_paths([str(image)])[0].reshape(8, 8).astype(int)
     first_row = " ".join(f"{v:>2}" if v else " ." for v in grid[0])
     assert first_row.split() == result.stdout.splitlines()[1].strip("│ ").split()[:8]
 
 
 def test_show_draws_the_bitmap_beside_the_grid(runner, make_digit):
+    from digitcli.conversion.pipeline import bitmaps_from_paths
     from digitcli.evaluation import bitmap_text
-    from digitcli.imaging import bitmap_from_path
 
     image = make_digit(0, "zero.png", stroke=0.3)
-    rows = bitmap_text(bitmap_from_path(image)).splitlines()
+    rows = bitmap_text(bitmaps_from_paths([str(image)])[0]).splitlines()
     assert len(rows) == 16 and all(len(row) == 32 for row in rows)
     drawn = runner.invoke(cli, ["show", str(image), "--bitmap"], env={"COLUMNS": "120"})
     assert drawn.exit_code == 0, drawn.output

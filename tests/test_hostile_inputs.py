@@ -23,10 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from digitcli import batch, imaging
+from digitcli import batch
 from digitcli.cli import cli
+from digitcli.conversion import decode, pipeline
 from digitcli.errors import DataError, ImageError
 from digitcli.synth import render_digit
+
+
+def _features(path):
+    [out] = pipeline.features_from_paths([str(path)])
+    if isinstance(out, ImageError):
+        raise out
+    return out
 
 
 def _digits(folder: Path, n: int) -> list[str]:
@@ -110,7 +118,7 @@ def test_fifo_socket_and_device_are_never_read(tmp_path, runner, csv_rows):
     rows = csv_rows(result.stdout)
     assert [r["error"] for r in rows] == ["not a regular file"] * 3
     with pytest.raises(ImageError, match="not a regular file"):
-        imaging.open_image("/dev/zero")
+        decode.open_image("/dev/zero")
 
 
 def test_no_external_program_is_ever_run(tmp_path, runner, csv_rows, monkeypatch):
@@ -158,11 +166,11 @@ def test_huge_png_chunk_is_refused_before_it_is_read(tmp_path, kind):
     _png_with_chunk(path, kind, 2**31 - 1)
     started = time.monotonic()
     with pytest.raises(ImageError, match=r"too large: PNG chunks of 21474836\d\d bytes"):
-        imaging.features_from_path(path)
+        _features(path)
     assert time.monotonic() - started < 2  # refused from the headers, not read
     _png_with_chunk(path, kind, 1000)  # a small one is fine
     with pytest.raises(ImageError, match="no digit found"):
-        imaging.features_from_path(path)
+        _features(path)
 
 
 def test_huge_gif_frame_is_refused(tmp_path):
@@ -172,7 +180,7 @@ def test_huge_gif_frame_is_refused(tmp_path):
     path = tmp_path / "huge.gif"
     path.write_bytes(screen + frame)
     with pytest.raises(ImageError, match="too large: 900000000 pixels"):
-        imaging.features_from_path(path)
+        _features(path)
 
 
 def test_path_lists_are_read_in_bounded_pieces(tmp_path):
@@ -383,7 +391,7 @@ def test_truncated_file_has_one_wording(tmp_path):
     for cut in (len(data) // 3, len(data) // 2, 60):
         image.write_bytes(data[:cut])
         with pytest.raises(ImageError) as info:
-            imaging.features_from_path(image)
+            _features(image)
         assert str(info.value) in ("truncated file", "cannot identify image file")
     assert stat.S_ISREG(os.stat(image).st_mode)
 
@@ -426,10 +434,10 @@ def test_progress_bar_is_cleared_before_the_summary(tmp_path):
 def test_large_images_are_reduced_a_strip_at_a_time(mode):
     """Above STRIP_PIXELS no full-size copy is made, and the result is the plain reduce."""
     big = render_digit(6, size=(300, 300)).resize((3100, 2900)).convert(mode)
-    assert big.width * big.height > imaging.STRIP_PIXELS
-    factor = max(big.size) // imaging.WORK_SIZE
+    assert big.width * big.height > decode.STRIP_PIXELS
+    factor = max(big.size) // decode.WORK_SIZE
     whole = big.convert({"P": "RGBA", "1": "L", "I;16": "I"}.get(mode, mode)).reduce(factor)
-    shrunk = imaging._shrunk(big)
+    shrunk = decode._shrunk(big)
     assert shrunk.size == whole.size
     assert shrunk.mode == whole.mode and shrunk.tobytes() == whole.tobytes()
 
@@ -438,7 +446,7 @@ def test_a_large_webp_is_refused_before_decoding(tmp_path):
     path = tmp_path / "big.webp"
     render_digit(2, size=(100, 100)).resize((4100, 4000)).save(path, quality=10)
     with pytest.raises(ImageError, match="too large: 16400000 pixels"):
-        imaging.features_from_path(path)
+        _features(path)
 
 
 def test_output_never_overwrites_an_image_however_it_is_named(runner, tmp_path):
@@ -513,10 +521,10 @@ def test_a_socket_and_a_tall_image_are_refused(tmp_path):
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(sock))
         with pytest.raises(ImageError, match="not a regular file"):
-            imaging.open_image(sock)
+            decode.open_image(sock)
     tall = tmp_path / "tall.png"
     from PIL import Image
 
     Image.new("L", (1, 70_000), 255).save(tall)
     with pytest.raises(ImageError, match="too large: 1x70000 pixels"):
-        imaging.open_image(tall)
+        decode.open_image(tall)

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitcli import imaging
 from digitcli import model as model_io
+from digitcli.conversion import decode, nist, pipeline
+from digitcli.conversion.ink import ink_masks, ink_strength
 from digitcli.render import GROUNDS, Rendering, fixed_point, nist_bitmaps, render_bitmap
 from digitcli.synth import pen_glyph, render_digit
 
@@ -25,35 +26,36 @@ def shipped():
 
 
 @pytest.fixture(scope="module")
-def nist():
+def nist_set():
     """100 NIST bitmaps of synthetic glyphs in many shapes and pen widths, and their counts."""
     bitmaps, digits = nist_bitmaps(100, seed=2)
-    return bitmaps, imaging.block_counts(bitmaps).reshape(-1, 64).astype(np.float64)
+    return bitmaps, pipeline.features_of(nist.pack(bitmaps))
 
 
 def _read(model, images):
-    features = imaging.features_from_images(images)
+    features = pipeline.features_from_images(images)
     assert all(isinstance(f, np.ndarray) for f in features), features
     return model.predict_proba(np.array(features)).argmax(axis=1)
 
 
-def test_fixed_points_come_back_exactly_at_any_integer_scale(nist):
-    fixed = [fixed_point(b) for b in nist[0][:30]]
+def test_fixed_points_come_back_exactly_at_any_integer_scale(nist_set):
+    fixed = [fixed_point(b) for b in nist_set[0][:30]]
     assert all(f is not None for f in fixed)
     for f in fixed:
         # A fixed point of every step: ink in the top and bottom rows, a box of the width the
         # rule gives, on-pixels in NIST's band, the top and bottom rows' left edges aligned.
         rows, cols = np.flatnonzero(f.any(axis=1)), np.flatnonzero(f.any(axis=0))
         assert (rows[0], rows[-1]) == (0, 31)
-        assert cols[-1] - cols[0] + 1 == imaging.glyph_width(32, cols[-1] - cols[0] + 1)
+        assert cols[-1] - cols[0] + 1 == nist.glyph_width(32, cols[-1] - cols[0] + 1)
         assert 256 <= f.sum() <= 412
-        np.testing.assert_array_equal(imaging.normalise_strokes(f), f)
-        np.testing.assert_array_equal(imaging.remove_slant(f), f)
+        rows = nist.pack(f[None])
+        np.testing.assert_array_equal(nist.normalise_strokes(rows), rows)
+        np.testing.assert_array_equal(nist.remove_slant(rows), rows)
     for i, f in enumerate(fixed):
         for scale in (1, 2, 3, 5, 8, 16):
             how = Rendering(scale=scale, margin=(0.0, 0.2, 0.6)[i % 3], invert=bool(i % 2))
             np.testing.assert_array_equal(
-                imaging.bitmap_from_image(render_bitmap(f, how)), f, err_msg=f"{i} {how}"
+                pipeline.bitmaps_from_images([render_bitmap(f, how)])[0], f, err_msg=f"{i} {how}"
             )
 
 
@@ -75,18 +77,18 @@ RENDERINGS = [
 @pytest.mark.parametrize(
     "kw", RENDERINGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items())
 )
-def test_nist_bitmaps_drawn_again_read_as_their_own_counts(kw, nist, shipped):
-    bitmaps, counts = nist
+def test_nist_bitmaps_drawn_again_read_as_their_own_counts(kw, nist_set, shipped):
+    bitmaps, counts = nist_set
     how = Rendering(**{"scale": 4, "margin": 0.1, **kw})
     own = shipped.predict_proba(counts).argmax(axis=1)
     again = _read(shipped, [render_bitmap(b, how) for b in bitmaps])
     assert np.mean(again == own) >= 0.99
 
 
-def test_nist_bitmaps_drawn_again_give_nearly_their_counts(nist):
-    bitmaps, counts = nist
+def test_nist_bitmaps_drawn_again_give_nearly_their_counts(nist_set):
+    bitmaps, counts = nist_set
     images = [render_bitmap(b, Rendering(scale=3, margin=0.2)) for b in bitmaps]
-    l1 = np.abs(np.array(imaging.features_from_images(images)) - counts).sum(axis=1)
+    l1 = np.abs(np.array(pipeline.features_from_images(images)) - counts).sum(axis=1)
     # Not zero: a deslanted bitmap is cropped, stretched and centred again. But far below
     # the distance between two digits (a few hundred).
     assert np.median(l1) <= 80 and np.percentile(l1, 90) <= 160
@@ -113,7 +115,7 @@ def test_ground_removal_never_removes_ink(pen, tight, ground):
         how = Rendering(ground=ground)
         light = np.asarray(render_bitmap(np.zeros((h, w), bool), how).convert("L")) / 255.0
         gray = (light * (1.0 - 0.85 * cover)).astype(np.float32)
-        flat, _, blank, mask = imaging.ink_masks(imaging.ink_strength(gray, invert=False)[None])
+        flat, _, blank, mask = ink_masks(ink_strength(gray, invert=False)[None])
         ink = cover >= 0.5
         assert not blank[0]
         # The strokes are kept, with at least half of the ink's contrast (0.85 * light) above
@@ -138,7 +140,7 @@ def test_a_stroke_as_wide_as_most_of_the_image_stays_whole(width, size):
     left = round(size * (1 - width) / 2)
     slab[:, left : size - left] = True
     gray = light * np.where(slab, 0.15, 1.0).astype(np.float32)
-    _, _, blank, mask = imaging.ink_masks(imaging.ink_strength(gray, invert=False)[None])
+    _, _, blank, mask = ink_masks(ink_strength(gray, invert=False)[None])
     assert not blank[0]
     np.testing.assert_array_equal(mask[0], slab)
 
@@ -157,8 +159,8 @@ def test_any_pen_width_reads_the_same(shipped):
 
 
 def _edge_clutter_free_mask(img: Image.Image) -> np.ndarray:
-    gray = imaging.to_gray(img)
-    return imaging.ink_masks(imaging.ink_strength(gray)[None])[3][0]
+    gray = decode.scaled(decode.gray_pixels(img))
+    return ink_masks(ink_strength(gray)[None])[3][0]
 
 
 @pytest.mark.parametrize("digit", range(10))
@@ -186,8 +188,8 @@ def test_small_scans_enlarged_read_as_the_scan(shipped, resample):
     assert np.mean(direct == enlarged) >= 0.95
     for scan in scans[:10]:
         big = scan.resize((128, 128), resample)
-        strength = imaging.ink_strength(imaging.to_gray(big))[None]
-        _, thresholds, _, mask = imaging.ink_masks(strength)
+        strength = ink_strength(decode.scaled(decode.gray_pixels(big)))[None]
+        _, thresholds, _, mask = ink_masks(strength)
         # The ink at the same threshold with no ground removed and nothing cleaned away.
         ink = strength[0] > thresholds[0]
         assert mask[0][ink].mean() >= 0.98

@@ -4,14 +4,64 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitcli import imaging
+from digitcli.conversion import decode, nist, pieces, pipeline
+from digitcli.conversion import ink as ink_stage
 from digitcli.errors import ImageError
 from digitcli.synth import render_digit
 
+# The conversion takes stacks; these give one image's result, or raise its error.
 
-def test_otsu_threshold_splits_two_levels():
+
+def _one(results):
+    [out] = results
+    if isinstance(out, ImageError):
+        raise out
+    return out
+
+
+def _path_features(path, **kw):
+    return _one(pipeline.features_from_paths([str(path)], **kw))
+
+
+def _features(img: Image.Image, **kw) -> np.ndarray:
+    return _one(pipeline.features_from_images([img], **kw))
+
+
+def _flatten(a):
+    return ink_stage.ink_masks(a[None].astype(np.float32))[0][0]
+
+
+def _threshold(a):
+    thresholds, blank = ink_stage.ink_thresholds(a[None])
+    if blank[0]:
+        raise ImageError("no digit found")
+    return thresholds[0]
+
+
+def _specks(mask):
+    return pieces.remove_specks(mask[None])[0]
+
+
+def _packed(step, bitmaps):
+    """A step on packed bitmaps, on bool bitmaps ``(32, 32)`` or ``(n, 32, 32)``."""
+    stack = bitmaps[None] if bitmaps.ndim == 2 else bitmaps
+    out = nist.unpack(step(nist.pack(stack)))
+    return out[0] if bitmaps.ndim == 2 else out
+
+
+def _counts(bitmaps):
+    stack = bitmaps[None] if bitmaps.ndim == 2 else bitmaps
+    out = nist.block_counts(nist.pack(stack))
+    return out[0] if bitmaps.ndim == 2 else out
+
+
+def _areas(mask):
+    return sorted(pieces.piece_table(mask[None]).size.tolist())
+
+
+def test_ink_threshold_splits_two_levels():
     values = np.concatenate([np.full(100, 0.1), np.full(30, 0.8)])
-    t = imaging.otsu_threshold(values)
+    t = _threshold(values.reshape(1, -1))
     assert 0.1 < t < 0.8
 
 
@@ -20,10 +70,10 @@ def test_ink_strength_detects_polarity():
     dark_on_light[3:7, 4:6] = 0.0
     light_on_dark = 1.0 - dark_on_light
     for gray in (dark_on_light, light_on_dark):
-        ink = imaging.ink_strength(gray)
+        ink = ink_stage.ink_strength(gray)
         assert ink[5, 5] == 1.0 and ink[0, 0] == 0.0
     # forced polarity is obeyed even when it is wrong
-    assert imaging.ink_strength(dark_on_light, invert=True)[5, 5] == 0.0
+    assert ink_stage.ink_strength(dark_on_light, invert=True)[5, 5] == 0.0
 
 
 def test_flatten_background_removes_shadows_keeps_strokes():
@@ -31,27 +81,26 @@ def test_flatten_background_removes_shadows_keeps_strokes():
     ground = np.linspace(0.0, 0.5, w)[None, :].repeat(h, axis=0)  # a shadow getting darker
     ink = ground.copy()
     ink[20:100, 48:51] = 0.9  # a pen stroke
-    flat = imaging.flatten_background(ink)
+    flat = _flatten(ink)
     assert flat[60, 49] > 0.35
     assert np.percentile(np.delete(flat, np.s_[44:56], axis=1), 99) < 0.1
 
 
 def test_ink_threshold_refuses_blank_and_separates_strokes():
     with pytest.raises(ImageError, match="no digit found"):
-        imaging.ink_threshold(np.zeros((20, 20)))
+        _threshold(np.zeros((20, 20)))
     with pytest.raises(ImageError, match="no digit found"):
-        imaging.ink_threshold(np.random.default_rng(0).random((20, 20)) * 0.05)
+        _threshold(np.random.default_rng(0).random((20, 20)) * 0.05)
     ink = np.zeros((20, 20))
     ink[5:15, 9:11] = 0.9
-    assert 0.0 < imaging.ink_threshold(ink) < 0.9
+    assert 0.0 < _threshold(ink) < 0.9
 
 
 def test_components_are_8_connected():
     mask = np.zeros((6, 8), dtype=bool)
     mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # a diagonal: one piece
     mask[4:6, 5:8] = True  # a block: another
-    pieces = sorted(area for area, _ in imaging.components(mask))
-    assert pieces == [3, 6]
+    assert _areas(mask) == [3, 6]
 
 
 def test_remove_specks_drops_dust_and_edge_clutter():
@@ -59,13 +108,13 @@ def test_remove_specks_drops_dust_and_edge_clutter():
     mask[8:32, 18:22] = True  # the digit
     mask[3, 3] = True  # dust
     mask[0:2, :] = True  # a table edge along the top
-    cleaned = imaging.remove_specks(mask)
+    cleaned = _specks(mask)
     assert cleaned[8:32, 18:22].all()
     assert not cleaned[3, 3] and not cleaned[0].any()
     # a digit that touches the edge is kept when it is all there is
     alone = np.zeros((40, 40), dtype=bool)
     alone[0:40, 18:22] = True
-    np.testing.assert_array_equal(imaging.remove_specks(alone), alone)
+    np.testing.assert_array_equal(_specks(alone), alone)
 
 
 def test_remove_specks_drops_a_band_bigger_than_the_digit():
@@ -74,12 +123,12 @@ def test_remove_specks_drops_a_band_bigger_than_the_digit():
     mask[0:12, :] = True  # 1,200 pixels of page edge along the top
     mask[12:16, 30:100] = True
     mask[40:80, 48:51] = True  # a 1: 120 pixels, a tenth of the band
-    cleaned = imaging.remove_specks(mask)
+    cleaned = _specks(mask)
     expected = np.zeros_like(mask)
     expected[40:80, 48:51] = True
     np.testing.assert_array_equal(cleaned, expected)
     # a band down a side is judged the same way
-    np.testing.assert_array_equal(imaging.remove_specks(mask.T), expected.T)
+    np.testing.assert_array_equal(_specks(mask.T), expected.T)
     # ... but a piece clear of the edges that is only a speck beside it is not the digit
     seven = np.zeros((40, 30), dtype=bool)
     seven[0:4, :] = True  # a tightly cropped 7: its bar runs along the whole top
@@ -87,13 +136,13 @@ def test_remove_specks_drops_a_band_bigger_than_the_digit():
         seven[r, max(0, 26 - (r * 26) // 40) : max(4, 30 - (r * 26) // 40)] = True
     speck = seven.copy()
     speck[28:31, 24:27] = True  # a pen dot: 9 pixels, 3% of the ink
-    np.testing.assert_array_equal(imaging.remove_specks(speck), seven)
+    np.testing.assert_array_equal(_specks(speck), seven)
     # a digit cut by the top and bottom of the frame is no band to a dot beside it
     cut = np.zeros((40, 100), dtype=bool)
     cut[:, 46:54] = True
     dotted = cut.copy()
     dotted[20:23, 70:73] = True
-    np.testing.assert_array_equal(imaging.remove_specks(dotted), cut)
+    np.testing.assert_array_equal(_specks(dotted), cut)
 
 
 def test_a_pen_dot_beside_a_tightly_cropped_digit_is_dust(shipped_model):
@@ -125,25 +174,25 @@ def test_a_page_edge_in_a_photo_does_not_change_the_digit():
     assert np.abs(difference).max() <= 2, difference.reshape(8, 8)
 
 
-def test_ink_box():
+def test_ink_boxes():
     mask = np.zeros((10, 12), dtype=bool)
     mask[2:5, 3:9] = True
     mask[7, 4] = True
-    assert imaging.ink_box(mask) == (2, 8, 3, 9)
-    with pytest.raises(ImageError, match="no digit found"):
-        imaging.ink_box(np.zeros((3, 3), dtype=bool))
+    stack = np.stack([mask, mask[::-1, ::-1]])
+    boxes = np.stack(pieces.ink_boxes(stack), axis=1).tolist()
+    assert boxes == [[2, 8, 3, 9], [2, 8, 3, 9]]
 
 
 def test_glyph_width_stretches_to_20_but_not_a_stick():
-    assert imaging.glyph_width(100, 60) == 20
-    assert imaging.glyph_width(100, 100) == 20
-    assert imaging.glyph_width(100, 10) == round(32 * 0.1 * imaging.MAX_WIDEN)
+    assert nist.glyph_width(100, 60) == 20
+    assert nist.glyph_width(100, 100) == 20
+    assert nist.glyph_width(100, 10) == round(32 * 0.1 * nist.MAX_WIDEN)
 
 
 @pytest.mark.parametrize("size", [(12, 8), (300, 180)], ids=["enlarged", "reduced"])
 def test_normalise_bitmap_fills_the_20x32_box_centred(size):
     mask = np.ones(size, dtype=bool)
-    out = imaging.normalise_bitmap(mask.astype(float), mask, 0.5)
+    out = nist.normalise_bitmap(mask[None].astype(float), mask[None], 0.5)[0]
     assert out.shape == (32, 32)
     rows = np.flatnonzero(out.any(axis=1))
     cols = np.flatnonzero(out.any(axis=0))
@@ -155,7 +204,7 @@ def test_normalise_bitmap_keeps_thin_strokes_when_reducing():
     mask = np.zeros((320, 200), dtype=bool)
     mask[:, 90:93] = True  # a 3-pixel pen line, reduced 10x: 30% of a pixel
     mask[0, 0] = mask[-1, -1] = True  # stretch the box
-    out = imaging.normalise_bitmap(mask.astype(float), mask, 0.5)
+    out = nist.normalise_bitmap(mask[None].astype(float), mask[None], 0.5)[0]
     assert out[:, 15].sum() >= 30
 
 
@@ -168,7 +217,7 @@ def test_normalise_strokes_by_on_pixel_count(on, expected):
     rows, width = divmod(on, 20)
     bitmap[:rows, 6:26] = True
     bitmap[rows, 6 : 6 + width] = True
-    out = imaging.normalise_strokes(bitmap)
+    out = _packed(nist.normalise_strokes, bitmap)
     if expected == "same":
         np.testing.assert_array_equal(out, bitmap)
     elif expected == "thinner":
@@ -182,7 +231,7 @@ def test_normalise_strokes_counts_match_nist_bands():
     bar[:, 10:28] = True  # 576 on-pixels: eroded twice
     # 2 columns off each side; the top and bottom rows stay (the box edge counts as ink,
     # as Digits always has ink in its top and bottom rows)
-    assert imaging.normalise_strokes(bar).sum() == 32 * 14
+    assert _packed(nist.normalise_strokes, bar).sum() == 32 * 14
 
 
 def test_remove_slant_lines_up_left_edges():
@@ -190,7 +239,7 @@ def test_remove_slant_lines_up_left_edges():
     for y in range(32):
         x = 20 - y // 3  # leaning right: top further right than bottom
         bitmap[y, x : x + 4] = True
-    out = imaging.remove_slant(bitmap)
+    out = _packed(nist.remove_slant, bitmap)
     left = [int(np.flatnonzero(out[y])[0]) for y in (0, 31)]
     assert left[0] == left[1]
     assert out.sum() == bitmap.sum()
@@ -200,13 +249,9 @@ def test_block_counts_sums_4x4_blocks():
     bitmap = np.zeros((32, 32), dtype=bool)
     bitmap[:4, :4] = True
     bitmap[4, 4] = True
-    counts = imaging.block_counts(bitmap)
+    counts = _counts(bitmap)
     assert counts.shape == (8, 8)
     assert counts[0, 0] == 16 and counts[1, 1] == 1 and counts.sum() == 17
-
-
-def _features(img: Image.Image, **kw) -> np.ndarray:
-    return imaging.features_from_image(img, **kw)
 
 
 def test_features_are_digits_format():
@@ -255,7 +300,7 @@ def test_ink_only_in_alpha_channel():
 def test_formats_read_from_files(tmp_path, fmt):
     path = tmp_path / f"d.{fmt.lower()}"
     BASE.save(path, format=fmt)
-    f = imaging.features_from_path(path)
+    f = _path_features(path)
     assert np.abs(f - _features(BASE)).sum() <= 96
 
 
@@ -267,7 +312,7 @@ def test_exif_orientation_is_applied(tmp_path, fmt):
     exif[0x0112] = 6  # "rotate 90 CW to display"
     path = tmp_path / f"phone.{fmt.lower()}"
     stored.save(path, format=fmt, exif=exif, quality=95)
-    with_exif = imaging.features_from_path(path)
+    with_exif = _path_features(path)
     assert (
         np.abs(with_exif - _features(upright)).sum() < np.abs(with_exif - _features(stored)).sum()
     )
@@ -277,9 +322,9 @@ def test_big_photo_is_reduced_before_conversion(tmp_path):
     img = render_digit(4, size=(3000, 2000), digit_height=0.3)
     path = tmp_path / "big.jpg"
     img.save(path, quality=85)
-    opened = imaging.open_image(path)
-    assert max(opened.size) <= imaging.WORK_SIZE
-    assert imaging.features_from_path(path).sum() > 0
+    opened = decode.open_image(path)
+    assert max(opened.size) <= decode.WORK_SIZE
+    assert _path_features(path).sum() > 0
 
 
 def test_blank_images_are_not_guessed(tmp_path):
@@ -287,7 +332,7 @@ def test_blank_images_are_not_guessed(tmp_path):
         path = tmp_path / f"blank{colour}.png"
         Image.new("L", (50, 50), colour).save(path)
         with pytest.raises(ImageError, match="no digit found"):
-            imaging.features_from_path(path)
+            _path_features(path)
 
 
 @pytest.mark.parametrize(
@@ -304,7 +349,7 @@ def test_unreadable_files_raise_image_error(tmp_path, png_header, content, match
     path = tmp_path / "bad.png"
     path.write_bytes(png_header(*content) if isinstance(content, tuple) else content)
     with pytest.raises(ImageError, match=match):
-        imaging.features_from_path(path)
+        _path_features(path)
 
 
 def test_truncated_png(tmp_path):
@@ -312,14 +357,14 @@ def test_truncated_png(tmp_path):
     render_digit(1, size=(200, 200)).save(path)
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ImageError, match="truncated|cannot"):
-        imaging.features_from_path(path)
+        _path_features(path)
 
 
 def test_folder_and_missing_file(tmp_path):
     with pytest.raises(ImageError, match="folder"):
-        imaging.features_from_path(tmp_path)
+        _path_features(tmp_path)
     with pytest.raises(ImageError, match="not found"):
-        imaging.features_from_path(tmp_path / "missing.png")
+        _path_features(tmp_path / "missing.png")
 
 
 def test_synthetic_digits_are_mostly_read_right(shipped_model):
@@ -374,7 +419,7 @@ def test_photo_conditions_give_the_clean_reading(tmp_path, shipped_model, digit)
     clean = _features(render_digit(digit, seed=digit, size=(300, 400), digit_height=0.9))
     path = tmp_path / "photo.jpg"
     _photo(digit, seed=digit).save(path, quality=70)
-    photo = imaging.features_from_path(path)
+    photo = _path_features(path)
     assert np.abs(photo - clean).sum() < 200, photo.reshape(8, 8)
     assert shipped_model.predict(photo)[0][0] == shipped_model.predict(clean)[0][0]
 
@@ -390,7 +435,7 @@ def test_animated_gif_uses_the_first_frame(tmp_path):
     second = render_digit(1, seed=1, size=(64, 64)).convert("L")
     path = tmp_path / "anim.gif"
     first.save(path, save_all=True, append_images=[second], duration=100, loop=0)
-    np.testing.assert_array_equal(imaging.features_from_path(path), _features(first))
+    np.testing.assert_array_equal(_path_features(path), _features(first))
 
 
 def test_sixteen_bit_png_file(tmp_path):
@@ -399,19 +444,19 @@ def test_sixteen_bit_png_file(tmp_path):
     Image.fromarray(a).save(path)
     with Image.open(path) as im:
         assert im.mode.startswith("I")
-    assert np.abs(imaging.features_from_path(path) - _features(BASE)).sum() <= 64
+    assert np.abs(_path_features(path) - _features(BASE)).sum() <= 64
 
 
 def test_cmyk_jpeg_and_palette_transparency_files(tmp_path):
     cmyk = tmp_path / "cmyk.jpg"
     BASE.convert("CMYK").save(cmyk, quality=95)
-    assert np.abs(imaging.features_from_path(cmyk) - _features(BASE)).sum() <= 96
+    assert np.abs(_path_features(cmyk) - _features(BASE)).sum() <= 96
     # palette image whose paper is the transparent colour
     pal = BASE.convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
     paper = pal.getpixel((0, 0))
     path = tmp_path / "pal.png"
     pal.save(path, transparency=paper)
-    assert np.abs(imaging.features_from_path(path) - _features(BASE)).sum() <= 96
+    assert np.abs(_path_features(path) - _features(BASE)).sum() <= 96
 
 
 def test_forced_polarity():
@@ -434,7 +479,7 @@ def test_resample_weights_are_pillows(size_in, size_out, resample):
     a = np.random.default_rng(size_in).random((size_in, size_in)).astype(np.float32)
     method = getattr(Image.Resampling, resample)
     expected = np.asarray(Image.fromarray(a, mode="F").resize((size_out, size_out), method))
-    weights = imaging._resample_weights(size_in, size_out, resample == "BILINEAR")
+    weights = nist._resample_weights(size_in, size_out, resample == "BILINEAR")
     np.testing.assert_allclose(weights @ a @ weights.T, expected, atol=1e-5)
 
 
@@ -461,11 +506,11 @@ def _mixed_files(tmp_path, png_header):
 
 def test_features_from_paths_equal_one_file_at_a_time(tmp_path, png_header):
     paths = _mixed_files(tmp_path, png_header)
-    together = imaging.features_from_paths(paths)
+    together = pipeline.features_from_paths(paths)
     assert len(together) == len(paths)
     for path, result in zip(paths, together, strict=True):
         try:
-            alone = imaging.features_from_path(path)
+            alone = _path_features(path)
         except ImageError as exc:
             assert isinstance(result, ImageError) and str(result) == str(exc), path
         else:
@@ -481,26 +526,24 @@ def test_steps_on_a_stack_equal_each_image_alone(digits):
     ink[:, 5:35, 10:14] += 0.7  # a stroke in each, plus noise and a speck
     ink[2, 1:3, 25:27] = 1.0
     ink[4, :, 0:2] = 1.0  # clutter along an edge
-    flat = imaging.flatten_background(ink)
-    thresholds, blank = imaging.ink_thresholds(flat)
+    flat = ink_stage.ink_masks(ink)[0]
+    thresholds, blank = ink_stage.ink_thresholds(flat)
     assert not blank.any()
-    mask = imaging.remove_specks(flat > thresholds[:, None, None])
-    bitmaps = imaging.normalise_bitmap(flat, mask, thresholds)
-    strokes = imaging.normalise_strokes(bitmaps)
-    slanted = imaging.remove_slant(strokes)
+    mask = pieces.remove_specks(flat > thresholds[:, None, None])
+    bitmaps = nist.normalise_bitmap(flat, mask, thresholds)
+    strokes = _packed(nist.normalise_strokes, bitmaps)
+    slanted = _packed(nist.remove_slant, strokes)
     for i in range(len(ink)):
-        np.testing.assert_array_equal(imaging.flatten_background(ink[i]), flat[i])
-        assert imaging.ink_threshold(flat[i]) == thresholds[i]
-        np.testing.assert_array_equal(imaging.remove_specks(flat[i] > thresholds[i]), mask[i])
+        np.testing.assert_array_equal(_flatten(ink[i]), flat[i])
+        assert _threshold(flat[i]) == thresholds[i]
+        np.testing.assert_array_equal(_specks(flat[i] > thresholds[i]), mask[i])
         np.testing.assert_array_equal(
-            imaging.normalise_bitmap(flat[i], mask[i], thresholds[i]), bitmaps[i]
+            nist.normalise_bitmap(flat[i : i + 1], mask[i : i + 1], thresholds[i])[0], bitmaps[i]
         )
-        np.testing.assert_array_equal(imaging.normalise_strokes(bitmaps[i]), strokes[i])
-        np.testing.assert_array_equal(imaging.remove_slant(strokes[i]), slanted[i])
+        np.testing.assert_array_equal(_packed(nist.normalise_strokes, bitmaps[i]), strokes[i])
+        np.testing.assert_array_equal(_packed(nist.remove_slant, strokes[i]), slanted[i])
     assert not mask[2, 1:3, 25:27].any() and not mask[4, :, 0:2].any()
-    np.testing.assert_array_equal(
-        imaging.block_counts(slanted)[3], imaging.block_counts(slanted[3])
-    )
+    np.testing.assert_array_equal(_counts(slanted)[3], _counts(slanted[3]))
 
 
 def _flood_fill_areas(mask):
@@ -531,7 +574,7 @@ def test_components_match_a_flood_fill(density):
     rng = np.random.default_rng(int(density * 100))
     for _ in range(5):
         mask = rng.random((37, 23)) < density
-        assert sorted(a for a, _ in imaging.components(mask)) == _flood_fill_areas(mask)
+        assert _areas(mask) == _flood_fill_areas(mask)
 
 
 def test_a_long_winding_stroke_is_one_component():
@@ -539,8 +582,7 @@ def test_a_long_winding_stroke_is_one_component():
     mask[::2] = True  # rows joined alternately at the right and left ends: a serpentine
     mask[1::4, -1] = True
     mask[3::4, 0] = True
-    [(area, _)] = imaging.components(mask)
-    assert area == mask.sum()
+    assert _areas(mask) == [mask.sum()]
 
 
 def _erode_reference(b):
@@ -575,7 +617,7 @@ def test_bit_packed_steps_match_pixel_by_pixel_references(density):
     bitmaps[1] = np.eye(32, dtype=bool) | np.eye(32, k=1, dtype=bool)  # a steep slant
     bitmaps[2, :, :] = False
     bitmaps[2, 31, 0] = bitmaps[2, 0, 31] = True  # ink only in two far corners
-    strokes = imaging.normalise_strokes(bitmaps)
+    strokes = _packed(nist.normalise_strokes, bitmaps)
     for i, b in enumerate(bitmaps):
         on = b.sum()
         expected = b
@@ -583,9 +625,9 @@ def test_bit_packed_steps_match_pixel_by_pixel_references(density):
         for _ in range(times):  # dilation is the erosion of the ground
             expected = _erode_reference(expected) if on > 412 else ~_erode_reference(~expected)
         np.testing.assert_array_equal(strokes[i], expected)
-        np.testing.assert_array_equal(imaging.remove_slant(b), _deslant_reference(b))
+        np.testing.assert_array_equal(_packed(nist.remove_slant, b), _deslant_reference(b))
         counts = b.reshape(8, 4, 8, 4).sum(axis=(1, 3))
-        np.testing.assert_array_equal(imaging.block_counts(b), counts)
+        np.testing.assert_array_equal(_counts(b), counts)
 
 
 def _window_filter_reference(a, size, op):
@@ -609,7 +651,7 @@ def test_window_filters_match_a_padded_reference(shape, op):
     a = np.random.default_rng(len(shape)).random(shape, dtype=np.float32)
     for size in (3, 5, 9):
         np.testing.assert_array_equal(
-            imaging._rank_filter(a, size, op), _window_filter_reference(a, size, op)
+            ink_stage._rank_filter(a, size, op), _window_filter_reference(a, size, op)
         )
 
 
@@ -618,7 +660,25 @@ def test_specks_in_some_images_of_a_stack():
     masks[:, 4:16, 8:11] = True  # a stroke in every image
     masks[1, 2, 2] = masks[3, 18, 17] = True  # dust in two of them
     masks[4, 4:16, 14:17] = True  # two strokes of one digit
-    cleaned = imaging.remove_specks(masks)
+    cleaned = pieces.remove_specks(masks)
     assert cleaned.sum(axis=(1, 2)).tolist() == [36, 36, 36, 36, 72]
     for i in range(5):
-        np.testing.assert_array_equal(imaging.remove_specks(masks[i]), cleaned[i])
+        np.testing.assert_array_equal(_specks(masks[i]), cleaned[i])
+
+
+def test_piece_table_gives_each_piece_its_box_sides_and_pixels():
+    masks = np.zeros((2, 10, 12), dtype=bool)
+    masks[0, 0:3, 0:2] = True  # in the top-left corner
+    masks[0, 5:9, 4:7] = True
+    masks[0, 9, 7] = True  # joins the block at a corner: the same piece
+    masks[1, 2:4, 11] = True  # along the right side
+    table = pieces.piece_table(masks)
+    assert len(table) == 3
+    assert table.image.tolist() == [0, 0, 1]
+    assert table.size.tolist() == [6, 13, 2]
+    boxes = np.stack([table.top, table.bottom, table.left, table.right], axis=1).tolist()
+    assert boxes == [[0, 3, 0, 2], [5, 10, 4, 8], [2, 4, 11, 12]]
+    assert table.sides.tolist() == [[2, 0, 3, 0], [0, 1, 0, 0], [0, 0, 0, 2]]
+    labels = table.labels()
+    assert (labels >= 0).tolist() == masks.tolist()
+    np.testing.assert_array_equal(table.keep(np.array([False, True, True])), masks & (labels > 0))
