@@ -23,10 +23,9 @@ import click
 import numpy as np
 
 from digitcli import model as model_io
+from digitcli import recipe as recipes
 from digitcli.errors import DigitcliError
-from digitcli.training import Recipe
-
-DEFAULT_RECIPE = Recipe()
+from digitcli.recipe import DEFAULT_RECIPE, Recipe
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -768,19 +767,13 @@ def train(
     ctx = click.get_current_context()
     fields = [field.name for field in dataclasses.fields(Recipe)]
     recipe = Recipe(**{name: ctx.params[name] for name in fields})
-    if fast:  # the fast preset, except for what was given on the command line
+    if fast:
         given = {
             name
             for name in (*fields, "folds")
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
         }
-        recipe = Recipe(
-            **{
-                name: getattr(recipe if name in given else training.FAST_RECIPE, name)
-                for name in fields
-            }
-        )
-        folds = folds if "folds" in given else training.FAST_FOLDS
+        recipe, folds = recipes.with_fast_preset(recipe, folds, given=given)
     with _progress(quiet) as progress:
         result = training.train(
             recipe,
@@ -788,7 +781,7 @@ def train(
             folds=folds,
             cv_ensemble=cv_ensemble,
             n_jobs=_cores(jobs),
-            search=training.SEARCH_GRID if search else None,
+            search=recipes.SEARCH_GRID if search else None,
             validate_images=validate_images,
             progress=progress,
         )

@@ -20,6 +20,7 @@ from PIL import Image
 from digitcli import __version__
 from digitcli.conversion.pipeline import features_from_images, features_of, rows_from_masks
 from digitcli.model import Kernel, Layer, Model, rbf
+from digitcli.recipe import DEFAULT_RECIPE, Recipe
 
 #: The held-out part of Digits, never used for fitting or for choosing settings.
 TEST_SIZE = 0.2
@@ -30,75 +31,6 @@ SPLIT_SEED = 0
 ProgressFn = Callable[[str, int, int], None]
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How to fit one model.
-
-    Parameters
-    ----------
-    hidden_layers : tuple of int
-        Sizes of the hidden ReLU layers.
-    alpha : float
-        L2 penalty of the MLP.
-    max_iter : int
-        Maximum epochs of Adam (scikit-learn stops earlier if the loss stops falling).
-    augment : int
-        Distorted copies added per training image (0 = none).
-    ensemble : int
-        Networks trained with different seeds (and different distorted copies), whose
-        probabilities are averaged.
-    synthetic : int
-        Pen-stroke glyphs per digit (:mod:`digitcli.synth`, converted like real images)
-        added to every fit's training data, each with one distorted copy (0 = none).
-    glyph_weight : float
-        Weight in the loss of each glyph and of its copy, against 1 for a Digits image or
-        copy. Many glyphs at a lower weight teach more shapes without crowding out Digits.
-    batch_size : int
-        Minibatch size of Adam.
-    learning_rate : float
-        Initial step size of Adam.
-    originals : int
-        Times each original training image is in the training data (its distorted copies
-        are in it once each). The originals are exactly what NIST's preprocessing made;
-        the copies only approximate it, so the originals are given more weight.
-    anneal_epochs : int
-        Epochs at a tenth of `learning_rate` after the first `max_iter` (0 = none).
-    kernel_weight : float
-        Share of a kernel member (:func:`fit_kernel`) in the averaged probabilities, in
-        [0, 1); the networks share the rest (0 = no kernel member).
-    """
-
-    hidden_layers: tuple[int, ...] = (256,)
-    alpha: float = 1e-2
-    max_iter: int = 40
-    augment: int = 4
-    ensemble: int = 8
-    synthetic: int = 1000
-    glyph_weight: float = 0.6
-    batch_size: int = 500
-    learning_rate: float = 3e-3
-    originals: int = 6
-    anneal_epochs: int = 6
-    kernel_weight: float = 0.2
-
-    def describe(self) -> str:
-        """One-line summary, e.g. ``layers=256 alpha=0.001 augment=4 ensemble=1 synthetic=0``."""
-        layers = ",".join(str(n) for n in self.hidden_layers)
-        return (
-            f"layers={layers} alpha={self.alpha:g} augment={self.augment} "
-            f"ensemble={self.ensemble} synthetic={self.synthetic}"
-        )
-
-
-#: What ``--search`` tries (each with the recipe's ``max_iter``); every fold fits the
-#: whole ensemble, so that ensemble size is judged like the rest.
-SEARCH_GRID: dict[str, Sequence[Any]] = {
-    "hidden_layers": [(256,), (512,)],
-    "alpha": [1e-3, 1e-2],
-    "augment": [2, 4],
-    "ensemble": [1, 3],
-}
-
 #: The model sees features / INPUT_SCALE (0..1).
 INPUT_SCALE = 16.0
 
@@ -106,10 +38,6 @@ INPUT_SCALE = 16.0
 #: (the values an RBF SVC does well with on Digits).
 KERNEL_GAMMA = 1e-3
 KERNEL_C = 10.0
-
-#: ``--fast``: a small recipe for trying things out (about 10 s on 2 cores).
-FAST_RECIPE = Recipe(hidden_layers=(128,), augment=1, ensemble=1, synthetic=50)
-FAST_FOLDS = 3
 
 
 @dataclass
@@ -599,7 +527,7 @@ def validate(
 
 
 def train(
-    recipe: Recipe = Recipe(),
+    recipe: Recipe = DEFAULT_RECIPE,
     *,
     seed: int = 0,
     folds: int = 10,

@@ -228,10 +228,10 @@ def test_train_is_deterministic(runner, tmp_path, digits):
 
 
 def test_train_search_prints_table(runner, tmp_path, monkeypatch):
-    from digitcli import training
+    from digitcli import recipe as recipes
 
     grid = {"hidden_layers": [(8,), (24,)], "ensemble": [1, 2]}
-    monkeypatch.setattr(training, "SEARCH_GRID", grid)
+    monkeypatch.setattr(recipes, "SEARCH_GRID", grid)
     result = runner.invoke(cli, ["train", *QUICK, "--search", "--out", str(tmp_path / "s.npz")])
     assert result.exit_code == 0, result.output
     for layers in (8, 24):
@@ -551,3 +551,21 @@ def test_classify_progress_bar_draws_without_a_thread(tmp_path, make_digit, monk
         tick(3)
         drawn = sys.stderr.getvalue()
     assert "classifying" in drawn and "3/5" in drawn
+
+
+@pytest.mark.parametrize("command", [[], ["classify"], ["eval"], ["show"], ["train"]])
+def test_help_imports_neither_training_nor_pillow(command):
+    """--help (and so shell completion) stays quick: no scikit-learn, training or Pillow."""
+    code = (
+        "import sys\n"
+        "from digitcli.cli import cli\n"
+        "try:\n"
+        f"    cli.main(args={command!r} + ['--help'], prog_name='digitcli')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('digitcli.training', 'PIL', 'sklearn')\n"
+        "print('loaded:', [m for m in heavy if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Usage: digitcli" in done.stdout
+    assert done.stdout.splitlines()[-1] == "loaded: []"
