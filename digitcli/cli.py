@@ -565,27 +565,22 @@ def show(
     from rich.console import Console
 
     from digitcli.batch import iter_inputs
-    from digitcli.conversion.nist import block_counts, pack
-    from digitcli.conversion.pipeline import bitmaps_from_paths
-    from digitcli.errors import ImageError
-    from digitcli.evaluation import render_grid, save_views
+    from digitcli.evaluation import render_grid, save_views, views
 
     model = _load_model(model_path)
     console = Console()
     if bitmap is None:
         bitmap = console.width >= BITMAP_COLUMNS
     failed = 0
-    for name in iter_inputs(images):
-        [drawn] = bitmaps_from_paths([name], invert=invert)
-        if isinstance(drawn, ImageError):
+    for view in views(iter_inputs(images), model, invert=invert):
+        if view.error:
             failed += 1
-            Console(stderr=True).print(render_grid(name, np.zeros((8, 8)), None, str(drawn)))
+            Console(stderr=True).print(render_grid(view.path, np.zeros((8, 8)), None, view.error))
             continue
-        grid = block_counts(pack(drawn[None]))[0]
-        probabilities = model.predict_proba(grid.reshape(1, 64))[0]
-        console.print(render_grid(name, grid, probabilities, bitmap=drawn if bitmap else None))
+        drawn = view.bitmap if bitmap else None
+        console.print(render_grid(view.path, view.grid, view.probabilities, bitmap=drawn))
         if save_dir:
-            save_views(save_dir, name, drawn, grid)
+            save_views(save_dir, view.path, view.bitmap, view.grid)
     if failed:
         click.get_current_context().exit(1)
 

@@ -7,7 +7,8 @@ import csv
 import itertools
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from digitcli.model import N_CLASSES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+    from digitcli.model import Model
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
@@ -517,6 +520,47 @@ def error_sheet(entries: Sequence[SheetEntry], path: str | os.PathLike[str]) -> 
                 draw.text((x, top), line, fill="black", font=font)
         sheet.save(target, format="PNG")
     return targets
+
+
+@dataclass(frozen=True)
+class View:
+    """What the model sees of one image: its bitmap and grid, and how they read."""
+
+    path: str
+    bitmap: np.ndarray | None = None  # bool (32, 32)
+    grid: np.ndarray | None = None  # int (8, 8), 0..16
+    probabilities: np.ndarray | None = None  # (10,)
+    error: str = ""
+
+
+def views(paths: Iterable[str], model: Model, *, invert: bool | None = None) -> Iterator[View]:
+    """Convert images one at a time and read them: what ``digitcli show`` draws.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        Image files.
+    model : Model
+        The classifier.
+    invert : bool or None
+        Polarity for the conversion.
+
+    Yields
+    ------
+    View
+        One per path, in order; ``error`` says why an image has no grid.
+    """
+    from digitcli.conversion.nist import block_counts, pack
+    from digitcli.conversion.pipeline import bitmaps_from_paths
+
+    for path in paths:
+        [bitmap] = bitmaps_from_paths([path], invert=invert)
+        if not isinstance(bitmap, np.ndarray):
+            yield View(path, error=str(bitmap))
+            continue
+        grid = block_counts(pack(bitmap[None]))[0]
+        probabilities = model.predict_proba(grid.reshape(1, 64))[0]
+        yield View(path, bitmap, grid, probabilities)
 
 
 def save_views(
