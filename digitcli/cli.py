@@ -429,7 +429,8 @@ def evaluate(
       digitcli eval --data optdigits.tes
       digitcli eval --images sample_images --errors misread.png
     """
-    from digitcli.evaluation import compute_metrics, load_optdigits_csv
+    from digitcli.datasets import load_optdigits_csv
+    from digitcli.evaluation import compute_metrics
 
     if data and images:
         raise click.UsageError("use --data or --images, not both")
