@@ -10,14 +10,13 @@ The sources are scikit-learn's Digits (:func:`digits`), an optdigits CSV
 classify conversion (:func:`labelled_folder`) and the synthetic pen-stroke glyphs
 (:func:`synthetic`).
 
-scikit-learn is imported inside the functions that need it, never at module import.
+scikit-learn, hashlib and csv are imported inside the functions that need them, never at
+module import: :mod:`digitcli.training` imports this module, and the command line imports
+that, so ``classify`` would pay for them at every start.
 """
 
 from __future__ import annotations
 
-import array
-import csv
-import hashlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -108,6 +107,8 @@ def content_hash(X: np.ndarray, y: np.ndarray) -> str:
     str
         64 hex digits.
     """
+    import hashlib
+
     digest = hashlib.sha256(np.ascontiguousarray(X, dtype="<f8").tobytes())
     digest.update(np.ascontiguousarray(y, dtype="<i8").tobytes())
     return digest.hexdigest()
@@ -295,6 +296,9 @@ def load_optdigits_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nda
     DataError
         Naming the first bad line.
     """
+    import array
+    import csv
+
     rows = array.array("B")  # 65 bytes a row, not 65 Python ints
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
