@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from digitcli import model as model_io
-from digitcli.batch import BATCH_SIZE, classify_paths, iter_labelled_images
+from digitcli.batch import BATCH_SIZE, classify_paths
 from digitcli.conversion.pipeline import features_from_paths
+from digitcli.datasets import iter_labelled_images
 from digitcli.synth import render_digit
 
 

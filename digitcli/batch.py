@@ -291,32 +291,6 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def iter_labelled_images(root: str | os.PathLike[str]) -> Iterator[tuple[str, int]]:
-    """Images of a labelled folder laid out as ``root/<digit>/<file>``.
-
-    Parameters
-    ----------
-    root : path-like
-        The folder.
-
-    Yields
-    ------
-    (str, int)
-        Image path and its true digit.
-
-    Raises
-    ------
-    DataError
-        If `root` has no ``0`` .. ``9`` sub-folders.
-    """
-    labels = [d for d in range(10) if os.path.isdir(os.path.join(root, str(d)))]
-    if not labels:
-        raise DataError(f"{root} has no digit folders (expected {root}/0 .. {root}/9)")
-    for d in labels:
-        for path in iter_inputs([os.path.join(root, str(d))]):
-            yield path, d
-
-
 #: One converted chunk: its paths, the features of each (zeros where it failed, uint8) and
 #: each one's error ("" when converted). Few, compact objects: cheap to send between processes.
 Converted = tuple[list[str], np.ndarray, list[str]]
@@ -742,6 +716,8 @@ def evaluate_folder(
     y_true, y_pred, results
         ``y_pred`` is -1 where an image could not be converted.
     """
+    from digitcli.datasets import iter_labelled_images
+
     items = list(iter_labelled_images(root))
     results = list(classify_paths([p for p, _ in items], model, invert=invert, jobs=jobs))
     y_true = np.array([d for _, d in items], dtype=np.int64)
@@ -765,5 +741,4 @@ __all__ = [
     "evaluate_folder",
     "is_image_name",
     "iter_inputs",
-    "iter_labelled_images",
 ]

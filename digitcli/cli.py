@@ -25,7 +25,7 @@ import numpy as np
 from digitcli import model as model_io
 from digitcli import recipe as recipes
 from digitcli.errors import DigitcliError
-from digitcli.recipe import DEFAULT_RECIPE, Recipe
+from digitcli.recipe import DEFAULT_RECIPE, HOLDOUT_IMAGES, Recipe
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -428,7 +428,8 @@ def evaluate(
       digitcli eval --data optdigits.tes
       digitcli eval --images sample_images --errors misread.png
     """
-    from digitcli.evaluation import compute_metrics, load_optdigits_csv
+    from digitcli.datasets import load_optdigits_csv
+    from digitcli.evaluation import compute_metrics
 
     if data and images:
         raise click.UsageError("use --data or --images, not both")
@@ -451,22 +452,15 @@ def evaluate(
             source = f"optdigits CSV {data}"
             X, y_true = load_optdigits_csv(data)
         else:
-            if model.test_index is None:
-                raise click.ClickException(
-                    "this model records no Digits test split: use --data or --images"
-                )
-            from digitcli.training import load_digits_data
+            from digitcli.datasets import digits_test_split
 
-            X_all, y_all = load_digits_data()
-            if model.test_index.max(initial=0) >= len(y_all):
-                raise click.ClickException("the model's test split does not fit Digits")
-            X, y_true = X_all[model.test_index], y_all[model.test_index]
+            X, y_true = digits_test_split(model.test_index)
             source = "Digits test split (held out in training)"
         y_pred, _ = model.predict(X)
     metrics = compute_metrics(y_true, y_pred)
     recorded = {
         key: model.metadata[key]
-        for key in ("cv", "test_accuracy", "validation", "recipe", "seed", "created")
+        for key in ("cv", "test_accuracy", "validation", "sources", "recipe", "seed", "created")
         if key in model.metadata
     }
     if as_json:
@@ -489,9 +483,27 @@ def evaluate(
         notes.append(f"recorded: test split {recorded['test_accuracy']:.4f}")
     for v in recorded.get("validation", []):
         notes.append(f"recorded: {v['accuracy']:.4f} on {v['n']} images in {escape(v['images'])}")
+    for line in _recorded_holdouts(model.metadata):
+        notes.append(escape(line))
     console = Console()
     for table in render_metrics(metrics, source, notes):
         console.print(table)
+
+
+def _recorded_holdouts(metadata: dict[str, Any]) -> list[str]:
+    """The notes of eval on the held-out part of each folder that train --images fitted.
+
+    The metadata of a model file is not trusted: malformed entries are passed over.
+    """
+    sources = metadata.get("sources")
+    notes = []
+    for s in sources if isinstance(sources, list) else []:
+        accuracy = s.get("holdout_accuracy") if isinstance(s, dict) else None
+        if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool):
+            continue
+        n = s.get("n_holdout")
+        notes.append(f"recorded: {float(accuracy):.4f} on {n} held-out images of {s.get('path')}")
+    return notes
 
 
 def _write_error_sheet(path: str, results: list[Any], y_true: Any, y_pred: Any) -> None:
@@ -706,11 +718,35 @@ def show(
     "(repeatable; measured only, never fitted).",
 )
 @click.option(
+    "--images",
+    multiple=True,
+    metavar="DIR",
+    help="Add a labelled image folder DIR/<digit>/<file> (say your writers' own digits) "
+    "to the training data, through the classify conversion (repeatable).",
+)
+@click.option(
+    "--images-weight",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    metavar="W",
+    help="Weight in the loss of each --images image (a Digits image weighs 1).",
+)
+@click.option(
+    "--holdout-images",
+    type=FiniteFloatRange(0, 1, max_open=True),
+    default=HOLDOUT_IMAGES,
+    show_default=True,
+    metavar="F",
+    help="Share of each --images folder kept out of fitting (per digit) and scored, "
+    "beside the shipped model's score on it (0 = fit them all).",
+)
+@click.option(
     "--search",
     is_flag=True,
     help="Choose layers, alpha, augmentation and ensemble size by cross-validated grid search.",
 )
-@_jobs_option("cross-validation, search and the ensemble")
+@_jobs_option("cross-validation, search, the ensemble and converting --images")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True),
@@ -737,6 +773,9 @@ def train(
     cv_ensemble: bool,
     fast: bool,
     validate_images: tuple[str, ...],
+    images: tuple[str, ...],
+    images_weight: float,
+    holdout_images: float,
     search: bool,
     jobs: int,
     out: str,
@@ -747,17 +786,27 @@ def train(
     Uses a stratified 80/20 split (recorded in the model); the 20% test part is only
     scored, never fitted or used to choose settings. Prints CV and test accuracy.
 
+    --images adds your own labelled digits to the training data; a --holdout-images part
+    of each folder is only scored, against the shipped model's score on the same images.
+
     \b
     Examples:
       digitcli train
       digitcli train --hidden-layers 256,128 --alpha 0.01 --out big.npz
       digitcli train --fast --out quick.npz
       digitcli train --validate-images my_digits/
+      digitcli train --images form_digits/ --images-weight 2
       digitcli train --search --jobs 2
     """
-    from digitcli import training
+    from digitcli import datasets, training
 
     _check_writable(out)
+    # Read the folders first: a missing or empty one fails now, not after the training.
+    image_sets = [datasets.labelled_folder(d, jobs=_cores(jobs)) for d in images]
+    baseline = None
+    if image_sets and holdout_images > 0:
+        with contextlib.suppress(DigitcliError):  # no shipped model: no "before" figure
+            baseline = model_io.load(model_io.default_model_path())
     # Every Recipe field is an option of the same name.
     ctx = click.get_current_context()
     fields = [field.name for field in dataclasses.fields(Recipe)]
@@ -779,6 +828,10 @@ def train(
             search=recipes.SEARCH_GRID if search else None,
             validate_images=validate_images,
             progress=progress,
+            images=image_sets,
+            images_weight=images_weight,
+            holdout_images=holdout_images,
+            baseline=baseline,
         )
     path = model_io.save(result.model, out)
     if quiet:
@@ -805,7 +858,30 @@ def train(
     click.echo(f"test accuracy: {result.test_accuracy:.4f} (held-out 20%)", err=True)
     for v in result.model.metadata.get("validation", []):
         click.echo(f"images:        {v['accuracy']:.4f} on {v['n']} in {v['images']}", err=True)
+    for line in _image_source_lines(result.sources):
+        click.echo(line, err=True)
     click.echo(f"model saved:   {path}", err=True)
+
+
+def _image_source_lines(sources: list[dict[str, Any]]) -> list[str]:
+    """The summary of each --images folder: what was fitted, held out and scored."""
+    lines = []
+    for s in sources:
+        if s["role"] != "images":
+            continue
+        unread = f" ({s['skipped']} unreadable, skipped)" if s["skipped"] else ""
+        lines.append(
+            f"added:         {s['n']} images from {s['path']}{unread}: {s['n_fit']} fitted "
+            f"at weight {s['weight']:g}, {s['n_holdout']} held out"
+        )
+        if "holdout_accuracy" in s:
+            before = s.get("baseline_accuracy")
+            was = f" (shipped model: {before:.4f})" if before is not None else ""
+            lines.append(
+                f"held out:      {s['holdout_accuracy']:.4f} on {s['n_holdout']} "
+                f"from {s['path']}{was}"
+            )
+    return lines
 
 
 def _check_writable(out: str) -> None:

@@ -1,9 +1,7 @@
-"""Classification metrics (numpy only), the optdigits CSV reader, and their rich rendering."""
+"""Classification metrics (numpy only) and their rich rendering."""
 
 from __future__ import annotations
 
-import array
-import csv
 import itertools
 import math
 import os
@@ -14,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from digitcli.errors import DataError
 from digitcli.model import N_CLASSES
 
 if TYPE_CHECKING:
@@ -84,76 +81,6 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
         ],
         "confusion_matrix": cm.tolist(),
     }
-
-
-#: The longest line of an optdigits CSV read (a row is 65 small numbers: under 300).
-MAX_CSV_LINE = 4096
-
-
-def _bounded_lines(fh: Any, path: str | os.PathLike[str]) -> Iterator[str]:
-    """The lines of a text file, refusing one longer than :data:`MAX_CSV_LINE` unread."""
-    for lineno in itertools.count(1):
-        line = fh.readline(MAX_CSV_LINE + 1)
-        if not line:
-            return
-        if len(line) > MAX_CSV_LINE:
-            raise DataError(f"{path}, line {lineno}: longer than {MAX_CSV_LINE} characters")
-        yield line
-
-
-def load_optdigits_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read the UCI optdigits format: 64 integers 0..16 then the label, comma separated.
-
-    A header line (a first line that is not all numbers) and blank lines are skipped; a
-    UTF-8 byte-order mark is ignored.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The CSV file (``optdigits.tes``, ``optdigits.tra`` or the same layout).
-
-    Returns
-    -------
-    X, y : numpy.ndarray
-        ``(n, 64)`` float64 and ``(n,)`` int64.
-
-    Raises
-    ------
-    DataError
-        Naming the first bad line.
-    """
-    rows = array.array("B")  # 65 bytes a row, not 65 Python ints
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            for lineno, fields in enumerate(csv.reader(_bounded_lines(fh, path)), start=1):
-                if not fields or all(not f.strip() for f in fields):
-                    continue
-                try:
-                    values = [int(f) for f in fields]
-                except ValueError:
-                    if lineno == 1:
-                        continue  # a header
-                    raise DataError(f"{path}, line {lineno}: not all integers") from None
-                if len(values) != 65:
-                    raise DataError(
-                        f"{path}, line {lineno}: {len(values)} values, expected 64 features "
-                        "and a label"
-                    )
-                if min(values[:64]) < 0 or max(values[:64]) > 16:
-                    raise DataError(f"{path}, line {lineno}: feature values must be 0..16")
-                if not 0 <= values[64] <= 9:
-                    raise DataError(f"{path}, line {lineno}: label {values[64]} is not a digit")
-                rows.extend(values)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a text CSV file") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: {exc}") from None
-    if not rows:
-        raise DataError(f"{path} holds no data rows")
-    data = np.frombuffer(rows, dtype=np.uint8).reshape(-1, 65).astype(np.int64)
-    return data[:, :64].astype(np.float64), data[:, 64]
 
 
 def render_metrics(

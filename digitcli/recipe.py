@@ -80,6 +80,10 @@ SEARCH_GRID: dict[str, Sequence[Any]] = {
     "ensemble": [1, 3],
 }
 
+#: Share of each labelled image folder given to :func:`train` that is kept out of fitting and
+#: scored (per digit, so the held-out part is stratified), as Digits keeps its 20%.
+HOLDOUT_IMAGES = 0.2
+
 #: The recipe of the shipped model.
 DEFAULT_RECIPE = Recipe()
 

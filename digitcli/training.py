@@ -1,4 +1,4 @@
-"""Training: Digits data, augmentation, cross-validation, search and fitting.
+"""Training: augmentation, cross-validation, search and fitting on the data sets given.
 
 scikit-learn is imported inside the functions that need it, never at module import, so that
 ``classify`` (which only needs :mod:`digitcli.model`) stays fast and small.
@@ -7,20 +7,21 @@ scikit-learn is imported inside the functions that need it, never at module impo
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import itertools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from digitcli import __version__
-from digitcli.conversion.pipeline import features_from_images, features_of, rows_from_masks
-from digitcli.model import Kernel, Layer, Model, rbf
-from digitcli.recipe import DEFAULT_RECIPE, Recipe
+from digitcli import __version__, datasets
+from digitcli.conversion.pipeline import features_of, rows_from_masks
+from digitcli.datasets import synthetic_data
+from digitcli.errors import DataError
+from digitcli.model import MAX_KERNEL_CENTRES, Kernel, Layer, Model, rbf
+from digitcli.recipe import DEFAULT_RECIPE, HOLDOUT_IMAGES, Recipe
 
 #: The held-out part of Digits, never used for fitting or for choosing settings.
 TEST_SIZE = 0.2
@@ -29,6 +30,10 @@ SPLIT_SEED = 0
 
 #: ``progress(stage, done, total)`` is called as work completes.
 ProgressFn = Callable[[str, int, int], None]
+
+#: Extra training rows beside the base data: features (0..16), labels and each row's weight in
+#: the loss (a base image weighs 1).
+Extra = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 #: The model sees features / INPUT_SCALE (0..1).
@@ -49,6 +54,8 @@ class TrainResult:
     cv_scores: list[float]
     test_accuracy: float
     search_table: list[dict[str, Any]] | None = None
+    #: Every source of the training data, as recorded in the metadata (``sources``).
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
@@ -59,10 +66,8 @@ def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
     X, y : numpy.ndarray
         float64 ``(1797, 64)`` and int ``(1797,)``.
     """
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    return X.astype(np.float64), y.astype(np.int64)
+    X, y, _ = datasets.digits()
+    return X, y
 
 
 def split_indices(y: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +90,40 @@ def split_indices(y: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np
     idx = np.arange(len(y))
     train, test = train_test_split(idx, test_size=TEST_SIZE, stratify=y, random_state=seed)
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+def holdout_indices(
+    y: np.ndarray, fraction: float, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of row indices into a fitting part and a held-out part.
+
+    Of each digit's ``n`` rows, ``round(fraction * n)`` are held out (chosen at random with
+    `seed`), but never all of them: a digit with one row keeps it for fitting.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Labels.
+    fraction : float
+        Share held out, in [0, 1).
+    seed : int
+        Seed of the choice.
+
+    Returns
+    -------
+    fit_index, holdout_index : numpy.ndarray
+        Sorted int64 indices.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held = []
+    for digit in np.unique(y):
+        rows = np.flatnonzero(y == digit)
+        k = min(int(np.floor(fraction * len(rows) + 0.5)), len(rows) - 1)
+        held.append(rng.permutation(rows)[:k])
+    holdout = np.sort(np.concatenate([np.zeros(0, np.int64), *held])).astype(np.int64)
+    return np.setdiff1d(np.arange(len(y)), holdout).astype(np.int64), holdout
 
 
 def augment(X: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,45 +168,10 @@ def augment(X: np.ndarray, y: np.ndarray, copies: int, seed: int) -> tuple[np.nd
     return np.vstack([X, out]), np.concatenate([y, np.repeat(y, copies)])
 
 
-#: Seeds of the synthetic glyphs start here (sample_images/ uses 1000-1099).
-SYNTH_SEED = 1_000_000
-#: Synthetic glyphs are drawn on a square of this many pixels (drawing them at 28, 40 and
-#: 64 pixels in turn made no difference).
-SYNTH_SIZE = 64
 #: Offset of the seeds of the synthetic glyphs' distorted copies from the member's seed.
 SYNTH_COPY_SEED = 7_919
-
-
-@functools.lru_cache(maxsize=4)
-def synthetic_data(per_digit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pen-stroke digits drawn by :mod:`digitcli.synth` and converted like real images.
-
-    Digits' 13 writers close their 4s, cross their 7s and give their 2s a flat base; these
-    glyphs add the other common shapes (open 4s, plain 7s, curled 2s, serifed 1s) in random
-    pen widths, slants and wobbles. The set is fixed (seeds from :data:`SYNTH_SEED`), so
-    every fit with the same `per_digit` sees the same glyphs; it is cached per process.
-
-    Parameters
-    ----------
-    per_digit : int
-        Glyphs per digit.
-
-    Returns
-    -------
-    X, y : numpy.ndarray
-        float64 ``(10 * per_digit, 64)`` features and int64 labels.
-    """
-    from digitcli.synth import render_digit
-
-    y = np.repeat(np.arange(10, dtype=np.int64), per_digit)
-    glyphs = (
-        render_digit(int(digit), seed=SYNTH_SEED + i, size=(SYNTH_SIZE, SYNTH_SIZE))
-        for i, digit in enumerate(y)
-    )
-    features = features_from_images(glyphs)
-    if not all(isinstance(row, np.ndarray) for row in features):
-        raise ValueError("a synthetic glyph has no ink")  # the generator always draws some
-    return np.vstack(features), y
+#: Offset of the seeds of the extra images' distorted copies from the member's seed.
+EXTRA_COPY_SEED = 15_485_863
 
 
 _CANVAS = 48  # the 32x32 grid with room around it for the distortions
@@ -314,13 +318,16 @@ def fit_recipe(
     n_jobs: int = 1,
     glyphs: tuple[np.ndarray, np.ndarray] | None = None,
     progress: ProgressFn | None = None,
+    extra: Extra | None = None,
 ) -> list[tuple[Layer, ...]]:
     """Fit every member of a recipe's ensemble on (augmented) training data.
 
     Member ``k`` uses seed ``seed + k`` for its distorted copies and its weights. Each
     member's training data are the originals (``recipe.originals`` times), their distorted
-    copies, and the recipe's synthetic glyphs (:func:`synthetic_data`) with one distorted
-    copy of each, weighted ``recipe.glyph_weight`` in the loss.
+    copies, the recipe's synthetic glyphs (:func:`synthetic_data`) with one distorted
+    copy of each, weighted ``recipe.glyph_weight`` in the loss, and the `extra` rows,
+    treated like the originals (``recipe.originals`` times, ``recipe.augment`` distorted
+    copies) with their own weights.
 
     Parameters
     ----------
@@ -337,6 +344,9 @@ def fit_recipe(
         seconds to draw, and workers would each draw them again).
     progress : callable or None
         ``progress("fit", done, recipe.ensemble)`` as each member is fitted.
+    extra : tuple of numpy.ndarray or None
+        ``(X, y, weight)``: more images (say a writer's own, :func:`train`'s `images`)
+        and each one's weight in the loss.
 
     Returns
     -------
@@ -351,16 +361,25 @@ def fit_recipe(
     def member(k: int) -> tuple[Layer, ...]:
         Xa, ya = augment(X, y, recipe.augment, seed + k)
         if recipe.originals > 1:
-            extra = recipe.originals - 1
-            Xa = np.vstack([Xa, *[X] * extra])
-            ya = np.concatenate([ya, *[y] * extra])
-        weight = None
+            again = recipe.originals - 1
+            Xa = np.vstack([Xa, *[X] * again])
+            ya = np.concatenate([ya, *[y] * again])
+        parts, labels, weights = [Xa], [ya], [np.ones(len(ya))]
         if glyphs is not None:
             Xs, ys = augment(*glyphs, 1, seed + k + SYNTH_COPY_SEED)
-            if recipe.glyph_weight != 1:
-                weight = np.concatenate([np.ones(len(ya)), np.full(len(ys), recipe.glyph_weight)])
-            Xa, ya = np.vstack([Xa, Xs]), np.concatenate([ya, ys])
-        return fit_network(Xa, ya, recipe, seed + k, weight)
+            parts.append(Xs)
+            labels.append(ys)
+            weights.append(np.full(len(ys), recipe.glyph_weight))
+        if extra is not None and len(extra[1]):
+            Xe, ye, we = extra
+            Xc, yc = augment(Xe, ye, recipe.augment, seed + k + EXTRA_COPY_SEED)
+            repeats = recipe.originals - 1
+            parts.extend([Xc, *[Xe] * repeats])
+            labels.extend([yc, *[ye] * repeats])
+            weights.extend([we, np.repeat(we, recipe.augment), *[we] * repeats])
+        weight = np.concatenate(weights)
+        Xa, ya = np.vstack(parts), np.concatenate(labels)
+        return fit_network(Xa, ya, recipe, seed + k, None if np.all(weight == 1) else weight)
 
     if n_jobs == 1 or recipe.ensemble == 1:
         fitted: Iterable[tuple[Layer, ...]] = (member(k) for k in range(recipe.ensemble))
@@ -377,7 +396,9 @@ def fit_recipe(
     return members
 
 
-def fit_kernel(X: np.ndarray, y: np.ndarray, weight: float) -> Kernel:
+def fit_kernel(
+    X: np.ndarray, y: np.ndarray, weight: float, sample_weight: np.ndarray | None = None
+) -> Kernel:
     """Fit the kernel member: logistic regression on RBF similarities to the training images.
 
     The centres are the original training images (no copies, no glyphs). A kernel machine
@@ -390,6 +411,8 @@ def fit_kernel(X: np.ndarray, y: np.ndarray, weight: float) -> Kernel:
         Training features (0..16) and labels, not augmented.
     weight : float
         The member's share of the model's average, in (0, 1).
+    sample_weight : numpy.ndarray or None
+        Weight of each image in the loss (``None``: all 1).
 
     Returns
     -------
@@ -400,7 +423,8 @@ def fit_kernel(X: np.ndarray, y: np.ndarray, weight: float) -> Kernel:
 
     centres = X / INPUT_SCALE
     gamma = KERNEL_GAMMA * INPUT_SCALE**2  # the same width on the model's input scale
-    clf = LogisticRegression(C=KERNEL_C, max_iter=5000).fit(rbf(centres, centres, gamma), y)
+    clf = LogisticRegression(C=KERNEL_C, max_iter=5000)
+    clf.fit(rbf(centres, centres, gamma), y, sample_weight=sample_weight)
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
     return Kernel(centres, gamma, clf.coef_.T.copy(), clf.intercept_.copy(), weight)
@@ -414,18 +438,28 @@ def fit_model(
     n_jobs: int = 1,
     glyphs: tuple[np.ndarray, np.ndarray] | None = None,
     progress: ProgressFn | None = None,
+    extra: Extra | None = None,
 ) -> Model:
     """Fit a recipe's networks (:func:`fit_recipe`) and its kernel member, as a :class:`Model`.
 
-    Parameters are those of :func:`fit_recipe`.
+    Parameters are those of :func:`fit_recipe`. The `extra` images are centres of the
+    kernel member too, with their weights.
 
     Returns
     -------
     Model
         Without metadata or test index.
     """
-    members = fit_recipe(X, y, recipe, seed, n_jobs, glyphs, progress)
-    kernel = fit_kernel(X, y, recipe.kernel_weight) if recipe.kernel_weight > 0 else None
+    members = fit_recipe(X, y, recipe, seed, n_jobs, glyphs, progress, extra)
+    kernel = None
+    if recipe.kernel_weight > 0:
+        if extra is not None and len(extra[1]):
+            Xe, ye, we = extra
+            sample_weight = np.concatenate([np.ones(len(y)), we])
+            Xk, yk = np.vstack([X, Xe]), np.concatenate([y, ye])
+            kernel = fit_kernel(Xk, yk, recipe.kernel_weight, sample_weight)
+        else:
+            kernel = fit_kernel(X, y, recipe.kernel_weight)
     return make_model(members, {}, kernel=kernel)
 
 
@@ -449,8 +483,9 @@ def _fold_score(
     seed: int,
     key: Any,
     glyphs: tuple[np.ndarray, np.ndarray] | None,
+    extra: Extra | None = None,
 ) -> tuple[Any, float]:
-    model = fit_model(X[train], y[train], recipe, seed, glyphs=glyphs)
+    model = fit_model(X[train], y[train], recipe, seed, glyphs=glyphs, extra=extra)
     digits, _ = model.predict(X[valid])
     return key, float((digits == y[valid]).mean())
 
@@ -464,15 +499,21 @@ def _cv_jobs(
     n_jobs: int,
     progress: ProgressFn | None,
     stage: str,
+    extra: Extra | None = None,
 ) -> dict[int, list[float]]:
-    """Score every recipe by stratified k-fold CV, all fits in one joblib pool."""
+    """Score every recipe by stratified k-fold CV, all fits in one joblib pool.
+
+    The folds split `X`; every fold's fit has the `extra` rows too.
+    """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold
 
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
     glyphs = {n: synthetic_data(n) for n in {r.synthetic for r in recipes} if n > 0}
     tasks = [
-        delayed(_fold_score)(X, y, tr, va, recipe, seed + f, (r, f), glyphs.get(recipe.synthetic))
+        delayed(_fold_score)(
+            X, y, tr, va, recipe, seed + f, (r, f), glyphs.get(recipe.synthetic), extra
+        )
         for r, recipe in enumerate(recipes)
         for f, (tr, va) in enumerate(splits)
     ]
@@ -536,8 +577,13 @@ def train(
     search: dict[str, Iterable[Any]] | None = None,
     validate_images: Sequence[str] = (),
     progress: ProgressFn | None = None,
+    base: datasets.Dataset | None = None,
+    images: Sequence[datasets.Dataset] = (),
+    images_weight: float = 1.0,
+    holdout_images: float = HOLDOUT_IMAGES,
+    baseline: Model | None = None,
 ) -> TrainResult:
-    """Fit a model on the 80% training part of Digits and test it on the held-out 20%.
+    """Fit a model on the 80% training part of the base data and test it on the other 20%.
 
     Parameters
     ----------
@@ -559,6 +605,23 @@ def train(
         through the classify conversion. They are only measured, never fitted.
     progress : callable or None
         ``progress(stage, done, total)``.
+    base : tuple or None
+        ``(X, y, source)`` split 80/20 (:func:`split_indices`) into training and test
+        parts; ``None`` loads Digits (:func:`digitcli.datasets.digits`). The model records
+        the test part's indices only when the base is Digits (``digitcli eval`` finds them).
+    images : sequence of tuple
+        More data sets ``(X, y, source)`` (say :func:`digitcli.datasets.labelled_folder`
+        of a writer's own digits). A stratified `holdout_images` part of each is kept out
+        and scored; the rest is added to every fit (cross-validation folds included), each
+        image treated like a base image: ``recipe.originals`` times and ``recipe.augment``
+        distorted copies.
+    images_weight : float
+        Weight in the loss of each of those images and copies (a base image weighs 1).
+    holdout_images : float
+        Share of each of `images` held out, per digit, in [0, 1) (0 = fit them all).
+    baseline : Model or None
+        A model to score on the same held-out parts too (say the shipped one), for a
+        before/after comparison.
 
     Returns
     -------
@@ -566,14 +629,28 @@ def train(
     """
     import sklearn
 
-    X, y = load_digits_data()
+    if not images_weight > 0 or not np.isfinite(images_weight):
+        raise ValueError(f"images_weight must be a positive number, got {images_weight}")
+    X, y, base_source = base if base is not None else datasets.digits()
     train_idx, test_idx = split_indices(y)
     Xtr, ytr = X[train_idx], y[train_idx]
+    fitted_parts, held_parts = [], []
+    for Xi, yi, _ in images:
+        fit_i, hold_i = holdout_indices(yi, holdout_images)
+        fitted_parts.append((Xi[fit_i], yi[fit_i]))
+        held_parts.append((Xi[hold_i], yi[hold_i]))
+    extra = _extra_rows(fitted_parts, images_weight)
+    centres = len(ytr) + (len(extra[1]) if extra is not None else 0)
+    if recipe.kernel_weight > 0 and centres > MAX_KERNEL_CENTRES:
+        raise DataError(
+            f"{centres} training images: the kernel member takes at most "
+            f"{MAX_KERNEL_CENTRES} (fit without it: kernel weight 0)"
+        )
 
     table = None
     if search:
         candidates = grid_recipes(recipe, search)
-        scores = _cv_jobs(Xtr, ytr, candidates, folds, seed, n_jobs, progress, "search")
+        scores = _cv_jobs(Xtr, ytr, candidates, folds, seed, n_jobs, progress, "search", extra)
         table = [
             {
                 "recipe": c.describe(),
@@ -590,14 +667,43 @@ def train(
         # averages several such networks and is scored on the held-out test split.
         per_fold = recipe.ensemble if cv_ensemble else 1
         scored = [replace(recipe, ensemble=per_fold)]
-        cv_scores = _cv_jobs(Xtr, ytr, scored, folds, seed, n_jobs, progress, "cross-validate")[0]
+        cv_scores = _cv_jobs(
+            Xtr, ytr, scored, folds, seed, n_jobs, progress, "cross-validate", extra
+        )[0]
 
     if progress:
         progress("fit", 0, recipe.ensemble)
-    model = replace(
-        fit_model(Xtr, ytr, recipe, seed, n_jobs, progress=progress), test_index=test_idx
-    )
-    test_accuracy = float((model.predict(X[test_idx])[0] == y[test_idx]).mean())
+    model = fit_model(Xtr, ytr, recipe, seed, n_jobs, progress=progress, extra=extra)
+    if base_source.kind == "digits":
+        model = replace(model, test_index=test_idx)
+    test_accuracy = _accuracy(model, X[test_idx], y[test_idx])
+    sources = [
+        {
+            "role": "base",
+            **base_source.to_dict(),
+            "weight": 1.0,
+            "n_fit": int(len(train_idx)),
+            "n_test": int(len(test_idx)),
+        }
+    ]
+    if recipe.synthetic > 0:
+        glyphs = datasets.synthetic(recipe.synthetic)[2].to_dict()
+        sources.append({"role": "synthetic", **glyphs, "weight": recipe.glyph_weight})
+    for (_, _, source), (_, y_fit), (X_held, y_held) in zip(
+        images, fitted_parts, held_parts, strict=True
+    ):
+        record = {
+            "role": "images",
+            **source.to_dict(),
+            "weight": float(images_weight),
+            "n_fit": int(len(y_fit)),
+            "n_holdout": int(len(y_held)),
+        }
+        if len(y_held):
+            record["holdout_accuracy"] = _accuracy(model, X_held, y_held)
+            if baseline is not None:
+                record["baseline_accuracy"] = _accuracy(baseline, X_held, y_held)
+        sources.append(record)
     metadata = {
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "versions": {
@@ -608,13 +714,14 @@ def train(
         "recipe": {**asdict(recipe), "hidden_layers": list(recipe.hidden_layers)},
         "seed": seed,
         "split": {
-            "data": "sklearn.datasets.load_digits",
+            "data": base_source.name,
             "test_size": TEST_SIZE,
             "seed": SPLIT_SEED,
             "stratified": True,
             "n_train": int(len(train_idx)),
             "n_test": int(len(test_idx)),
         },
+        "sources": sources,
         "cv": {
             "folds": folds,
             "networks_per_fold": per_fold,
@@ -623,8 +730,25 @@ def train(
         },
         "test_accuracy": test_accuracy,
     }
+    if images:
+        metadata["holdout_images"] = float(holdout_images)
     if table is not None:
         metadata["search"] = table
     if validate_images:
         metadata["validation"] = validate(model, validate_images, progress)
-    return TrainResult(replace(model, metadata=metadata), recipe, cv_scores, test_accuracy, table)
+    return TrainResult(
+        replace(model, metadata=metadata), recipe, cv_scores, test_accuracy, table, sources
+    )
+
+
+def _extra_rows(parts: list[tuple[np.ndarray, np.ndarray]], weight: float) -> Extra | None:
+    """The fitted parts of the extra data sets as one :data:`Extra`, or None if empty."""
+    if not parts or not sum(len(y) for _, y in parts):
+        return None
+    Xe = np.vstack([X for X, _ in parts])
+    ye = np.concatenate([y for _, y in parts])
+    return Xe, ye, np.full(len(ye), float(weight))
+
+
+def _accuracy(model: Model, X: np.ndarray, y: np.ndarray) -> float:
+    return float((model.predict(X)[0] == y).mean())

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from digitcli import batch
+from digitcli import batch, datasets
 from digitcli.errors import DataError
 
 
@@ -69,7 +69,7 @@ def test_csv_writer_round_trips_odd_names():
 
 def test_labelled_folder_needs_digit_folders(tmp_path):
     with pytest.raises(DataError, match="no digit folders"):
-        list(batch.iter_labelled_images(tmp_path))
+        list(datasets.iter_labelled_images(tmp_path))
 
 
 def test_evaluate_folder(tmp_path, make_digit, shipped_model):

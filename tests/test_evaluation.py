@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digitcli.datasets import load_optdigits_csv
 from digitcli.errors import DataError
-from digitcli.evaluation import compute_metrics, load_optdigits_csv, render_metrics
+from digitcli.evaluation import compute_metrics, render_metrics
 
 
 def test_metrics_match_scikit_learn():
