@@ -173,6 +173,18 @@ def test_huge_png_chunk_is_refused_before_it_is_read(tmp_path, kind):
         _features(path)
 
 
+def test_small_png_declaring_a_huge_chunk_is_an_error_row(tmp_path):
+    """A small file is read whole, so a chunk can claim 2 GB but hold no more than the file."""
+    _png_with_chunk(tmp_path / "big.png", b"tEXt", 2**31 - 1)
+    with open(tmp_path / "big.png", "rb") as f:
+        small = f.read(200)  # the same headers, cut short: 200 bytes on disk
+    (tmp_path / "small.png").write_bytes(small)
+    started = time.monotonic()
+    with pytest.raises(ImageError, match="truncated file|cannot"):
+        _features(tmp_path / "small.png")
+    assert time.monotonic() - started < 2
+
+
 def test_huge_gif_frame_is_refused(tmp_path):
     """A GIF whose first frame is far larger than its 10x10 screen."""
     screen = b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"

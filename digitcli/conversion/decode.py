@@ -100,10 +100,12 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
             with _open_regular(path) as fp:
                 # A small file is read at once (one read instead of Pillow's many).
                 head = fp.read(SMALL_FILE + 1)
-                data: IO[bytes] = io.BytesIO(head) if len(head) <= SMALL_FILE else fp
-                data.seek(0)
-                _check_png_chunks(data)
-                return _open_bounded(data)
+                if len(head) <= SMALL_FILE:
+                    # Every chunk of a file read whole is as small as the file: no check.
+                    return _open_bounded(io.BytesIO(head))
+                fp.seek(0)
+                _check_png_chunks(fp)
+                return _open_bounded(fp)
     except Exception as exc:  # noqa: BLE001 - an odd file is that file's error, never a crash
         raise image_error(exc) from None
 
