@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import itertools
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -19,6 +20,7 @@ from PIL import Image
 
 from digitcli import __version__, imaging
 from digitcli.model import Kernel, Layer, Model, rbf
+from digitcli.parallel import ordered_map
 
 #: The held-out part of Digits, never used for fitting or for choosing settings.
 TEST_SIZE = 0.2
@@ -347,9 +349,15 @@ def fit_network(
     from threadpoolctl import threadpool_limits
 
     inputs = X / INPUT_SCALE
-    # One BLAS thread: fits run side by side in joblib's workers, and a parent's fit on a
-    # loaded machine is many times slower with threads fighting for the cores.
-    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
+    # One BLAS thread: fits run side by side in worker processes, and a parent's fit on a
+    # loaded machine is many times slower with threads fighting for the cores. Warning
+    # filters and BLAS limits belong to the whole process: in threads (joblib's threading
+    # backend), fits take turns.
+    with (
+        _FIT_LOCK,
+        warnings.catch_warnings(record=True) as caught,
+        threadpool_limits(limits=1),
+    ):
         warnings.simplefilter("always", UserWarning)  # seen below, whatever the caller's filters
         # Stopping at max_iter is a recipe choice, not a fault (a UserWarning: filtered first).
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -369,6 +377,10 @@ def fit_network(
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
     return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_, strict=True))
+
+
+#: Held by a fit: see :func:`fit_network`.
+_FIT_LOCK = threading.Lock()
 
 
 def _raise_if_interrupted(caught: list[warnings.WarningMessage]) -> None:
@@ -402,7 +414,7 @@ def fit_recipe(
     seed : int
         Base seed.
     n_jobs : int
-        joblib workers over the members.
+        Workers over the members (:func:`digitcli.parallel.ordered_map`; -1 = all cores).
     glyphs : tuple of numpy.ndarray or None
         ``synthetic_data(recipe.synthetic)`` if the caller has it already (they take
         seconds to draw, and workers would each draw them again).
@@ -419,33 +431,37 @@ def fit_recipe(
     elif glyphs is None:
         glyphs = synthetic_data(recipe.synthetic)
 
-    def member(k: int) -> tuple[Layer, ...]:
-        Xa, ya = augment(X, y, recipe.augment, seed + k)
-        if recipe.originals > 1:
-            extra = recipe.originals - 1
-            Xa = np.vstack([Xa, *[X] * extra])
-            ya = np.concatenate([ya, *[y] * extra])
-        weight = None
-        if glyphs is not None:
-            Xs, ys = augment(*glyphs, 1, seed + k + SYNTH_COPY_SEED)
-            if recipe.glyph_weight != 1:
-                weight = np.concatenate([np.ones(len(ya)), np.full(len(ys), recipe.glyph_weight)])
-            Xa, ya = np.vstack([Xa, Xs]), np.concatenate([ya, ys])
-        return fit_network(Xa, ya, recipe, seed + k, weight)
-
-    if n_jobs == 1 or recipe.ensemble == 1:
-        fitted: Iterable[tuple[Layer, ...]] = (member(k) for k in range(recipe.ensemble))
-    else:
-        from joblib import Parallel, delayed
-
-        runner = Parallel(n_jobs=n_jobs, return_as="generator")
-        fitted = runner(delayed(member)(k) for k in range(recipe.ensemble))
+    fit = functools.partial(_fit_member, X=X, y=y, recipe=recipe, seed=seed, glyphs=glyphs)
+    fitted = ordered_map(fit, range(recipe.ensemble), jobs=n_jobs)
     members = []
     for network in fitted:
         members.append(network)
         if progress:
             progress("fit", len(members), recipe.ensemble)
     return members
+
+
+def _fit_member(
+    k: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    glyphs: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[Layer, ...]:
+    """Fit member `k` of :func:`fit_recipe` (a task of :func:`digitcli.parallel.ordered_map`)."""
+    Xa, ya = augment(X, y, recipe.augment, seed + k)
+    if recipe.originals > 1:
+        extra = recipe.originals - 1
+        Xa = np.vstack([Xa, *[X] * extra])
+        ya = np.concatenate([ya, *[y] * extra])
+    weight = None
+    if glyphs is not None:
+        Xs, ys = augment(*glyphs, 1, seed + k + SYNTH_COPY_SEED)
+        if recipe.glyph_weight != 1:
+            weight = np.concatenate([np.ones(len(ya)), np.full(len(ys), recipe.glyph_weight)])
+        Xa, ya = np.vstack([Xa, Xs]), np.concatenate([ya, ys])
+    return fit_network(Xa, ya, recipe, seed + k, weight)
 
 
 def fit_kernel(X: np.ndarray, y: np.ndarray, weight: float) -> Kernel:
@@ -511,19 +527,22 @@ def make_model(
     return Model(tuple(members), np.zeros(64), scale, metadata, test_index, kernel)
 
 
+#: One cross-validation fit: the recipe's index, the fold's, the recipe, the fold's rows.
+_FoldTask = tuple[int, int, Recipe, np.ndarray, np.ndarray]
+
+
 def _fold_score(
+    task: _FoldTask,
     X: np.ndarray,
     y: np.ndarray,
-    train: np.ndarray,
-    valid: np.ndarray,
-    recipe: Recipe,
     seed: int,
-    key: Any,
-    glyphs: tuple[np.ndarray, np.ndarray] | None,
-) -> tuple[Any, float]:
-    model = fit_model(X[train], y[train], recipe, seed, glyphs=glyphs)
+    glyphs: dict[int, tuple[np.ndarray, np.ndarray]],
+) -> tuple[tuple[int, int], float]:
+    """Fit a fold and score it (a task of :func:`digitcli.parallel.ordered_map`)."""
+    r, f, recipe, train, valid = task
+    model = fit_model(X[train], y[train], recipe, seed + f, glyphs=glyphs.get(recipe.synthetic))
     digits, _ = model.predict(X[valid])
-    return key, float((digits == y[valid]).mean())
+    return (r, f), float((digits == y[valid]).mean())
 
 
 def _cv_jobs(
@@ -536,23 +555,22 @@ def _cv_jobs(
     progress: ProgressFn | None,
     stage: str,
 ) -> dict[int, list[float]]:
-    """Score every recipe by stratified k-fold CV, all fits in one joblib pool."""
-    from joblib import Parallel, delayed
+    """Score every recipe by stratified k-fold CV, all fits in one parallel map."""
     from sklearn.model_selection import StratifiedKFold
 
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
     glyphs = {n: synthetic_data(n) for n in {r.synthetic for r in recipes} if n > 0}
     tasks = [
-        delayed(_fold_score)(X, y, tr, va, recipe, seed + f, (r, f), glyphs.get(recipe.synthetic))
+        (r, f, recipe, tr, va)
         for r, recipe in enumerate(recipes)
         for f, (tr, va) in enumerate(splits)
     ]
     scores: dict[int, dict[int, float]] = {r: {} for r in range(len(recipes))}
     if progress:
         progress(stage, 0, len(tasks))
-    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    for done, ((r, f), score) in enumerate(runner(tasks), start=1):
-        scores[r][f] = score
+    score = functools.partial(_fold_score, X=X, y=y, seed=seed, glyphs=glyphs)
+    for done, ((r, f), value) in enumerate(ordered_map(score, tasks, jobs=n_jobs), start=1):
+        scores[r][f] = value
         if progress:
             progress(stage, done, len(tasks))
     return {r: [s[f] for f in sorted(s)] for r, s in scores.items()}
@@ -622,7 +640,8 @@ def train(
         Fit the whole ensemble in every fold (``ensemble`` times the work) instead of
         one network; a search always does.
     n_jobs : int
-        joblib workers for cross-validation (-1 = all cores).
+        Workers for cross-validation, search and the ensemble
+        (:func:`digitcli.parallel.ordered_map`; -1 = all cores).
     search : dict or None
         Grid of Recipe fields to try; the best mean CV accuracy wins.
     validate_images : sequence of str
