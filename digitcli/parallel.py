@@ -387,9 +387,10 @@ def _check_workers(client: Any, address: str) -> None:
 
     try:
         versions = client.run(_version)
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - Dask hands the workers' error back as Exception
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DigitcliError(
-            f"the workers of {address} cannot import digitcli ({exc}): install it on every machine"
+            f"the workers of {address} cannot run digitcli ({reason}): install it on every machine"
         ) from None
     other = sorted({v for v in versions.values() if v != __version__})
     if other:
