@@ -6,23 +6,14 @@ row is written as soon as it and every row before it are done (flushed a batch a
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import csv
+import functools
 import glob
 import itertools
 import json
-import multiprocessing
 import os
 import re
-import signal
-import sys
-import threading
-import time
-import warnings
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -31,6 +22,7 @@ import numpy as np
 from digitcli.conversion.pipeline import features_from_paths
 from digitcli.errors import DataError, ImageError
 from digitcli.model import Model
+from digitcli.parallel import WorkerDied, ordered_map
 
 #: File endings classify picks up inside folders (files named explicitly are always tried).
 IMAGE_EXTENSIONS = frozenset(
@@ -324,32 +316,6 @@ def convert_chunk(paths: list[str], invert: bool | None) -> Converted:
 #: The error of a file whose conversion killed its worker process (a crashing decoder, the
 #: out-of-memory killer, a kill signal).
 WORKER_DIED = "worker died"
-#: Chunks in flight per worker: enough to keep the workers busy, few enough to stay small.
-_IN_FLIGHT = 4
-#: While waiting for a chunk, how often the workers are looked at, and how long a dead
-#: worker may go unnoticed by the executor before the wait is taken for stuck.
-_POLL_SECONDS = 0.5
-_STUCK_SECONDS = 3.0
-
-
-def _worker_init() -> None:
-    """Set up a worker process: signals are the main process's business.
-
-    Ctrl-C reaches every process of the terminal's group: the main process stops the pool
-    and keeps what is done, so a worker ignores it rather than print a traceback. SIGTERM
-    and SIGHUP end a worker at once. On Linux a worker is also ended when the main process
-    dies, so none is left behind.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            pr_set_pdeathsig = 1
-            ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -357,135 +323,16 @@ def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _can_fork() -> bool:
-    """Whether worker processes can be forked: Linux, and no other Python thread running.
-
-    Forked workers start in milliseconds with everything imported; spawned ones take about
-    0.4 s to import numpy and Pillow again.
-    """
-    return (
-        sys.platform.startswith("linux")
-        and "fork" in multiprocessing.get_all_start_methods()
-        and threading.active_count() == 1
-    )
-
-
-class _Pool:
-    """A process pool that survives the death of a worker: :meth:`restart` starts a new one.
-
-    :meth:`one_by_one` converts files one at a time, so that only the file that kills a
-    worker is lost (its error is :data:`WORKER_DIED`).
-    """
-
-    def __init__(self, jobs: int, invert: bool | None) -> None:
-        self.jobs, self.invert = jobs, invert
-        self.method = "fork" if _can_fork() else "spawn"
-        self.executor = self._start()
-
-    def _start(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context(self.method)
-        return ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_worker_init)
-
-    def submit(self, paths: list[str]) -> Future[Converted]:
-        return self.executor.submit(convert_chunk, paths, self.invert)
-
-    def restart(self) -> None:
-        self.stop()
-        self.executor = self._start()
-
-    def result(self, future: Future[Converted]) -> Converted:
-        """The future's result; BrokenProcessPool if a worker died, never a wait forever.
-
-        A worker killed while it writes its result leaves half a message in the pipe, and
-        the executor's thread then waits for the rest for ever (a CPython limit). So while
-        waiting, a dead worker that the executor has not noticed within
-        :data:`_STUCK_SECONDS` is taken for that: filler bytes complete the half message,
-        the executor fails to read it and breaks, as it does for any other death.
-        """
-        dead_since = None
-        while True:
-            try:
-                return future.result(timeout=_POLL_SECONDS)
-            except TimeoutError:
-                processes = getattr(self.executor, "_processes", None) or {}
-                if not any(p.exitcode is not None for p in list(processes.values())):
-                    dead_since = None
-                    continue
-                dead_since = dead_since or time.monotonic()
-                if time.monotonic() - dead_since > _STUCK_SECONDS:
-                    self._unstick()
-                    dead_since = None
-
-    def _unstick(self) -> None:
-        queue = getattr(self.executor, "_result_queue", None)
-        writer = getattr(queue, "_writer", None)
-        if writer is None:
-            return
-        fd = writer.fileno()
-        os.set_blocking(fd, False)
-        with contextlib.suppress(OSError):
-            os.write(fd, b"\0" * (1 << 16))
-
-    def one_by_one(self, paths: list[str]) -> Converted:
-        """Convert files one at a time; a file whose worker dies gets :data:`WORKER_DIED`."""
-        features = np.zeros((len(paths), 64), dtype=np.uint8)
-        errors = [""] * len(paths)
-        for i, path in enumerate(paths):
-            try:
-                _, features[i : i + 1], errors[i : i + 1] = self.result(self.submit([path]))
-            except BrokenProcessPool:
-                errors[i] = WORKER_DIED
-                self.restart()
-        return paths, features, errors
-
-    def stop(self) -> None:
-        """Stop at once: running conversions are killed, not waited for."""
-        executor = self.executor
-        executor.shutdown(wait=False, cancel_futures=True)
-        for process in list((getattr(executor, "_processes", None) or {}).values()):
-            process.terminate()
-        executor.shutdown(wait=True)
-
-
-def _pooled(chunks: Iterator[list[str]], invert: bool | None, jobs: int) -> Iterator[Converted]:
-    """Convert chunks in a pool of worker processes, streamed in order, a few in flight."""
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns when forking a process with threads: numpy's BLAS keeps
-        # an idle one, which it re-creates in the child (pthread_atfork). Python
-        # threads, which could hold locks, rule fork out (_can_fork).
-        warnings.filterwarnings(
-            "ignore", message=r".*multi-threaded, use of fork", category=DeprecationWarning
-        )
-        pool = _Pool(jobs, invert)
-        # In flight: a chunk, its future, and whether it is a second try.
-        pending: collections.deque[tuple[list[str], Future[Converted], bool]]
-        pending = collections.deque()
+def _one_by_one(paths: list[str], convert: Callable[[list[str]], Converted]) -> Converted:
+    """Convert files one at a time; a file whose worker dies gets :data:`WORKER_DIED`."""
+    features = np.zeros((len(paths), 64), dtype=np.uint8)
+    errors = [""] * len(paths)
+    for i, path in enumerate(paths):
         try:
-            for chunk in itertools.chain(chunks, [None]):
-                if chunk is not None:
-                    pending.append((chunk, pool.submit(chunk), False))
-                # Hand on what is done before reading more input (which may be slow to come).
-                while pending and (
-                    chunk is None or len(pending) >= _IN_FLIGHT * jobs or pending[0][1].done()
-                ):
-                    head, future, retried = pending.popleft()
-                    try:
-                        yield pool.result(future)
-                    except BrokenProcessPool:
-                        # Every chunk in flight is lost with the pool. A new pool tries them
-                        # again whole (a worker killed from outside costs only time); a chunk
-                        # that breaks the pool twice is converted a file at a time, so that
-                        # only the file that kills its worker is lost.
-                        lost = [c for c, _, _ in pending]
-                        pending.clear()
-                        pool.restart()
-                        if retried:
-                            yield pool.one_by_one(head)
-                        else:
-                            lost.insert(0, head)
-                        pending.extend((c, pool.submit(c), True) for c in lost)
-        finally:
-            pool.stop()
+            _, features[i : i + 1], errors[i : i + 1] = convert([path])
+        except WorkerDied:
+            errors[i] = WORKER_DIED
+    return paths, features, errors
 
 
 def iter_converted(
@@ -493,11 +340,12 @@ def iter_converted(
 ) -> Iterator[Converted]:
     """Convert files in chunks, in input order, in parallel when there are many.
 
-    With ``jobs > 1`` and more than one chunk of files, chunks are converted by a pool of
-    worker processes: forked where that is safe (see :func:`_can_fork`), else spawned.
+    Chunks are converted by :func:`digitcli.parallel.ordered_map`: here with ``jobs=1`` or
+    a single chunk, else by a pool of worker processes, or on the joblib backend chosen by
+    the caller (a Dask cluster: :func:`digitcli.parallel.scheduler`).
     Results come back in order, and only a few chunks are in flight, so memory does not
-    grow with the number of files. A worker that dies (a crashing decoder, the
-    out-of-memory killer) costs only the file it was converting: that file's error is
+    grow with the number of files. In the pool, a worker that dies (a crashing decoder,
+    the out-of-memory killer) costs only the file it was converting: that file's error is
     :data:`WORKER_DIED`, and the run goes on.
 
     Parameters
@@ -516,16 +364,9 @@ def iter_converted(
     (paths, features, errors)
         One chunk's results (see :func:`convert_chunk`).
     """
+    convert = functools.partial(convert_chunk, invert=invert)
     chunks = _chunks(iter(paths), chunk_size)
-    first = next(chunks, None)
-    if first is None:
-        return
-    second = next(chunks, None) if jobs > 1 else None
-    if second is None:
-        for chunk in itertools.chain([first], chunks):
-            yield convert_chunk(chunk, invert)
-        return
-    yield from _pooled(itertools.chain([first, second], chunks), invert, jobs)
+    yield from ordered_map(convert, chunks, jobs=jobs, salvage=_one_by_one)
 
 
 def classify_batches(

@@ -116,6 +116,23 @@ def _jobs_option(what: str) -> Any:
     )
 
 
+def _scheduler_option(f: Any) -> Any:
+    return click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Run the work on this Dask cluster, e.g. tcp://host:8786 (needs "
+        "digitcli[dask]; -j is then the cluster's). Default: Dask's own setting, "
+        "$DASK_SCHEDULER_ADDRESS.",
+    )(f)
+
+
+def _cluster(address: str | None) -> Any:
+    """The context in which the work runs on a Dask cluster (:func:`parallel.scheduler`)."""
+    from digitcli.parallel import scheduler
+
+    return scheduler(address)
+
+
 def _cores(jobs: int) -> int:
     """``-j``: a count of workers, where 0 and -1 mean every core this process may use.
 
@@ -174,6 +191,7 @@ def cli() -> None:
     "-0", "--null", is_flag=True, help="--files-from separates paths by NUL (find -print0)."
 )
 @_jobs_option("the conversion")
+@_scheduler_option
 @_model_option
 @_invert_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
@@ -186,6 +204,7 @@ def classify(
     files_from: Any,
     null: bool,
     jobs: int,
+    scheduler: str | None,
     model_path: str | None,
     invert: bool | None,
     quiet: bool,
@@ -226,7 +245,11 @@ def classify(
     started = time.perf_counter()
     done = failed = unsure = 0
     bar = not quiet and not (output == "-" and sys.stdout.isatty())
-    with _open_output(output) as stream, _classify_progress(bar, inputs, files_from) as tick:
+    with (
+        _cluster(scheduler),
+        _open_output(output) as stream,
+        _classify_progress(bar, inputs, files_from) as tick,
+    ):
         writer = WRITERS[fmt](stream, probabilities)
         batches = classify_batches(
             iter_inputs(sources(), stats),
@@ -408,6 +431,7 @@ def _quiet_closed_stdout() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @_jobs_option("converting --images")
+@_scheduler_option
 def evaluate(
     model_path: str | None,
     data: str | None,
@@ -416,6 +440,7 @@ def evaluate(
     errors_png: str | None,
     as_json: bool,
     jobs: int,
+    scheduler: str | None,
 ) -> None:
     """Measure a model: accuracy, precision/recall/F1 per digit, confusion matrix.
 
@@ -442,7 +467,8 @@ def evaluate(
         from digitcli.batch import evaluate_folder
 
         source = f"images in {images}"
-        y_true, y_pred, results = evaluate_folder(images, model, invert, jobs=_cores(jobs))
+        with _cluster(scheduler):
+            y_true, y_pred, results = evaluate_folder(images, model, invert, jobs=_cores(jobs))
         if not len(y_true):
             raise click.ClickException(f"no images found in {images}")
         if errors_png:
@@ -747,6 +773,7 @@ def show(
     help="Choose layers, alpha, augmentation and ensemble size by cross-validated grid search.",
 )
 @_jobs_option("cross-validation, search, the ensemble and converting --images")
+@_scheduler_option
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True),
@@ -778,6 +805,7 @@ def train(
     holdout_images: float,
     search: bool,
     jobs: int,
+    scheduler: str | None,
     out: str,
     quiet: bool,
 ) -> None:
@@ -818,7 +846,7 @@ def train(
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
         }
         recipe, folds = recipes.with_fast_preset(recipe, folds, given=given)
-    with _progress(quiet) as progress:
+    with _cluster(scheduler), _progress(quiet) as progress:
         result = training.train(
             recipe,
             seed=seed,

@@ -7,7 +7,9 @@ scikit-learn is imported inside the functions that need it, never at module impo
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -21,6 +23,7 @@ from digitcli.conversion.pipeline import features_of, rows_from_masks
 from digitcli.datasets import synthetic_data
 from digitcli.errors import DataError
 from digitcli.model import MAX_KERNEL_CENTRES, Kernel, Layer, Model, rbf
+from digitcli.parallel import ordered_map
 from digitcli.recipe import DEFAULT_RECIPE, HOLDOUT_IMAGES, Recipe
 
 #: The held-out part of Digits, never used for fitting or for choosing settings.
@@ -280,9 +283,15 @@ def fit_network(
     from threadpoolctl import threadpool_limits
 
     inputs = X / INPUT_SCALE
-    # One BLAS thread: fits run side by side in joblib's workers, and a parent's fit on a
-    # loaded machine is many times slower with threads fighting for the cores.
-    with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
+    # One BLAS thread: fits run side by side in worker processes, and a parent's fit on a
+    # loaded machine is many times slower with threads fighting for the cores. Warning
+    # filters and BLAS limits belong to the whole process: in threads (joblib's threading
+    # backend), fits take turns.
+    with (
+        _FIT_LOCK,
+        warnings.catch_warnings(record=True) as caught,
+        threadpool_limits(limits=1),
+    ):
         warnings.simplefilter("always", UserWarning)  # seen below, whatever the caller's filters
         # Stopping at max_iter is a recipe choice, not a fault (a UserWarning: filtered first).
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -302,6 +311,10 @@ def fit_network(
     if list(clf.classes_) != list(range(10)):
         raise ValueError("training data must hold all ten digits")
     return tuple((W.copy(), b.copy()) for W, b in zip(clf.coefs_, clf.intercepts_, strict=True))
+
+
+#: Held by a fit: see :func:`fit_network`.
+_FIT_LOCK = threading.Lock()
 
 
 def _raise_if_interrupted(caught: list[warnings.WarningMessage]) -> None:
@@ -338,7 +351,7 @@ def fit_recipe(
     seed : int
         Base seed.
     n_jobs : int
-        joblib workers over the members.
+        Workers over the members (:func:`digitcli.parallel.ordered_map`; -1 = all cores).
     glyphs : tuple of numpy.ndarray or None
         ``synthetic_data(recipe.synthetic)`` if the caller has it already (they take
         seconds to draw, and workers would each draw them again).
@@ -358,42 +371,49 @@ def fit_recipe(
     elif glyphs is None:
         glyphs = synthetic_data(recipe.synthetic)
 
-    def member(k: int) -> tuple[Layer, ...]:
-        Xa, ya = augment(X, y, recipe.augment, seed + k)
-        if recipe.originals > 1:
-            again = recipe.originals - 1
-            Xa = np.vstack([Xa, *[X] * again])
-            ya = np.concatenate([ya, *[y] * again])
-        parts, labels, weights = [Xa], [ya], [np.ones(len(ya))]
-        if glyphs is not None:
-            Xs, ys = augment(*glyphs, 1, seed + k + SYNTH_COPY_SEED)
-            parts.append(Xs)
-            labels.append(ys)
-            weights.append(np.full(len(ys), recipe.glyph_weight))
-        if extra is not None and len(extra[1]):
-            Xe, ye, we = extra
-            Xc, yc = augment(Xe, ye, recipe.augment, seed + k + EXTRA_COPY_SEED)
-            repeats = recipe.originals - 1
-            parts.extend([Xc, *[Xe] * repeats])
-            labels.extend([yc, *[ye] * repeats])
-            weights.extend([we, np.repeat(we, recipe.augment), *[we] * repeats])
-        weight = np.concatenate(weights)
-        Xa, ya = np.vstack(parts), np.concatenate(labels)
-        return fit_network(Xa, ya, recipe, seed + k, None if np.all(weight == 1) else weight)
-
-    if n_jobs == 1 or recipe.ensemble == 1:
-        fitted: Iterable[tuple[Layer, ...]] = (member(k) for k in range(recipe.ensemble))
-    else:
-        from joblib import Parallel, delayed
-
-        runner = Parallel(n_jobs=n_jobs, return_as="generator")
-        fitted = runner(delayed(member)(k) for k in range(recipe.ensemble))
+    fit = functools.partial(
+        _fit_member, X=X, y=y, recipe=recipe, seed=seed, glyphs=glyphs, extra=extra
+    )
+    fitted = ordered_map(fit, range(recipe.ensemble), jobs=n_jobs)
     members = []
     for network in fitted:
         members.append(network)
         if progress:
             progress("fit", len(members), recipe.ensemble)
     return members
+
+
+def _fit_member(
+    k: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    recipe: Recipe,
+    seed: int,
+    glyphs: tuple[np.ndarray, np.ndarray] | None,
+    extra: Extra | None,
+) -> tuple[Layer, ...]:
+    """Fit member `k` of :func:`fit_recipe` (a task of :func:`digitcli.parallel.ordered_map`)."""
+    Xa, ya = augment(X, y, recipe.augment, seed + k)
+    if recipe.originals > 1:
+        again = recipe.originals - 1
+        Xa = np.vstack([Xa, *[X] * again])
+        ya = np.concatenate([ya, *[y] * again])
+    parts, labels, weights = [Xa], [ya], [np.ones(len(ya))]
+    if glyphs is not None:
+        Xs, ys = augment(*glyphs, 1, seed + k + SYNTH_COPY_SEED)
+        parts.append(Xs)
+        labels.append(ys)
+        weights.append(np.full(len(ys), recipe.glyph_weight))
+    if extra is not None and len(extra[1]):
+        Xe, ye, we = extra
+        Xc, yc = augment(Xe, ye, recipe.augment, seed + k + EXTRA_COPY_SEED)
+        repeats = recipe.originals - 1
+        parts.extend([Xc, *[Xe] * repeats])
+        labels.extend([yc, *[ye] * repeats])
+        weights.extend([we, np.repeat(we, recipe.augment), *[we] * repeats])
+    weight = np.concatenate(weights)
+    Xa, ya = np.vstack(parts), np.concatenate(labels)
+    return fit_network(Xa, ya, recipe, seed + k, None if np.all(weight == 1) else weight)
 
 
 def fit_kernel(
@@ -474,20 +494,27 @@ def make_model(
     return Model(tuple(members), np.zeros(64), scale, metadata, test_index, kernel)
 
 
+#: One cross-validation fit: the recipe's index, the fold's, the recipe, the fold's rows.
+_FoldTask = tuple[int, int, Recipe, np.ndarray, np.ndarray]
+
+
 def _fold_score(
+    task: _FoldTask,
     X: np.ndarray,
     y: np.ndarray,
-    train: np.ndarray,
-    valid: np.ndarray,
-    recipe: Recipe,
     seed: int,
-    key: Any,
-    glyphs: tuple[np.ndarray, np.ndarray] | None,
+    glyphs: dict[int, tuple[np.ndarray, np.ndarray]],
     extra: Extra | None = None,
-) -> tuple[Any, float]:
-    model = fit_model(X[train], y[train], recipe, seed, glyphs=glyphs, extra=extra)
+) -> tuple[tuple[int, int], float]:
+    """Fit a fold and score it (a task of :func:`digitcli.parallel.ordered_map`).
+
+    The folds split `X`; every fold's fit has the `extra` rows too.
+    """
+    r, f, recipe, train, valid = task
+    glyphs_of = glyphs.get(recipe.synthetic)
+    model = fit_model(X[train], y[train], recipe, seed + f, glyphs=glyphs_of, extra=extra)
     digits, _ = model.predict(X[valid])
-    return key, float((digits == y[valid]).mean())
+    return (r, f), float((digits == y[valid]).mean())
 
 
 def _cv_jobs(
@@ -501,28 +528,25 @@ def _cv_jobs(
     stage: str,
     extra: Extra | None = None,
 ) -> dict[int, list[float]]:
-    """Score every recipe by stratified k-fold CV, all fits in one joblib pool.
+    """Score every recipe by stratified k-fold CV, all fits in one parallel map.
 
     The folds split `X`; every fold's fit has the `extra` rows too.
     """
-    from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold
 
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
     glyphs = {n: synthetic_data(n) for n in {r.synthetic for r in recipes} if n > 0}
     tasks = [
-        delayed(_fold_score)(
-            X, y, tr, va, recipe, seed + f, (r, f), glyphs.get(recipe.synthetic), extra
-        )
+        (r, f, recipe, tr, va)
         for r, recipe in enumerate(recipes)
         for f, (tr, va) in enumerate(splits)
     ]
     scores: dict[int, dict[int, float]] = {r: {} for r in range(len(recipes))}
     if progress:
         progress(stage, 0, len(tasks))
-    runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    for done, ((r, f), score) in enumerate(runner(tasks), start=1):
-        scores[r][f] = score
+    score = functools.partial(_fold_score, X=X, y=y, seed=seed, glyphs=glyphs, extra=extra)
+    for done, ((r, f), value) in enumerate(ordered_map(score, tasks, jobs=n_jobs), start=1):
+        scores[r][f] = value
         if progress:
             progress(stage, done, len(tasks))
     return {r: [s[f] for f in sorted(s)] for r, s in scores.items()}
@@ -597,7 +621,8 @@ def train(
         Fit the whole ensemble in every fold (``ensemble`` times the work) instead of
         one network; a search always does.
     n_jobs : int
-        joblib workers for cross-validation (-1 = all cores).
+        Workers for cross-validation, search and the ensemble
+        (:func:`digitcli.parallel.ordered_map`; -1 = all cores).
     search : dict or None
         Grid of Recipe fields to try; the best mean CV accuracy wins.
     validate_images : sequence of str

@@ -82,7 +82,7 @@ def test_min_confidence_marks_rows_and_keeps_the_digit(runner, make_digit, csv_r
 
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "loky"])
 def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model, monkeypatch, fork):
-    monkeypatch.setattr(batch, "_can_fork", lambda: fork)
+    monkeypatch.setattr("digitcli.parallel._can_fork", lambda: fork)
     paths = []
     for i in range(40):
         path = tmp_path / f"{i:03d}.png"
@@ -101,7 +101,7 @@ def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model, monkeypa
 def test_stopping_early_is_quiet(tmp_path, shipped_model, monkeypatch, fork):
     import gc
 
-    monkeypatch.setattr(batch, "_can_fork", lambda: fork)
+    monkeypatch.setattr("digitcli.parallel._can_fork", lambda: fork)
     paths = []
     for i in range(3):
         render_digit(i, seed=i, size=(28, 28)).save(tmp_path / f"{i}.png")

@@ -68,7 +68,7 @@ def test_a_killed_worker_costs_only_its_file(tmp_path, monkeypatch):
     render_digit(3).save(killer)
     paths.insert(17, killer)
     monkeypatch.setattr(batch, "convert_chunk", _deadly_convert)  # forked workers inherit it
-    monkeypatch.setattr(batch, "_can_fork", lambda: True)
+    monkeypatch.setattr("digitcli.parallel._can_fork", lambda: True)
     started = time.monotonic()
     chunks = batch.iter_converted(paths, jobs=2, chunk_size=8)
     got = [row for chunk in chunks for row in zip(*chunk, strict=True)]
@@ -99,8 +99,8 @@ def test_a_worker_killed_mid_write_does_not_hang(tmp_path, monkeypatch):
     render_digit(3).save(killer)
     paths.insert(5, killer)
     monkeypatch.setattr(batch, "convert_chunk", _half_written_result)
-    monkeypatch.setattr(batch, "_can_fork", lambda: True)
-    monkeypatch.setattr(batch, "_STUCK_SECONDS", 0.5)
+    monkeypatch.setattr("digitcli.parallel._can_fork", lambda: True)
+    monkeypatch.setattr("digitcli.parallel._STUCK_SECONDS", 0.5)
     started = time.monotonic()
     chunks = batch.iter_converted(paths, jobs=2, chunk_size=4)
     got = [row for chunk in chunks for row in zip(*chunk, strict=True)]
