@@ -368,11 +368,22 @@ def _default_address() -> str | None:
     address = os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         return address
+    if not any(os.path.isdir(folder) for folder in _dask_config_folders()):
+        return None  # no configuration file: importing Dask (70 ms) would find nothing
     try:
         import dask.config
     except ImportError:  # no Dask, no Dask configuration
         return None
     return dask.config.get("scheduler-address", None) or None
+
+
+def _dask_config_folders() -> list[str]:
+    """Where Dask looks for its YAML configuration (as ``dask.config.paths`` lists them)."""
+    return [
+        os.environ.get("DASK_ROOT_CONFIG", "/etc/dask"),
+        os.path.join(sys.prefix, "etc", "dask"),
+        os.environ.get("DASK_CONFIG", os.path.join(os.path.expanduser("~"), ".config", "dask")),
+    ]
 
 
 def _version() -> str:

@@ -157,3 +157,28 @@ def test_workers_must_run_this_digitcli(fake, runner, tmp_path, make_digit):
         else "cannot run digitcli (ImportError"
     )
     assert expected in result.stderr, result.stderr
+
+
+def test_dask_is_imported_only_where_it_has_a_setting(make_digit, tmp_path):
+    """Dask's configuration folders are looked at first: a plain classify never imports Dask."""
+    import os
+    import subprocess
+    import sys
+
+    import dask.config
+
+    assert parallel._dask_config_folders() == dask.config.paths
+    image = make_digit(4, "four.png")
+    code = (
+        "import sys\n"
+        "from digitcli.cli import cli\n"
+        "try:\n"
+        f"    cli.main(args=['classify', {str(image)!r}, '-q'], prog_name='digitcli')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('dask loaded:', 'dask' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["DASK_ROOT_CONFIG"] = env["DASK_CONFIG"] = str(tmp_path / "no-config")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.splitlines()[-1] == "dask loaded: False", done.stdout + done.stderr
