@@ -34,7 +34,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -366,6 +365,8 @@ def save(model: Model, path: str | os.PathLike[str]) -> Path:
     if model.test_index is not None:
         arrays["test_index"] = np.asarray(model.test_index, dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".digitcli-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

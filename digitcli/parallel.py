@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-import multiprocessing
 import os
 import signal
 import sys
@@ -32,11 +31,12 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from digitcli.errors import DigitcliError
+
+if TYPE_CHECKING:  # the pool's modules are imported when a pool is started (6 ms)
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -188,6 +188,8 @@ def _can_fork() -> bool:
     Forked workers start in milliseconds with everything imported; spawned ones take about
     0.4 s to import numpy and Pillow again.
     """
+    import multiprocessing
+
     return (
         sys.platform.startswith("linux")
         and "fork" in multiprocessing.get_all_start_methods()
@@ -204,6 +206,9 @@ class _Pool:
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         context = multiprocessing.get_context(self.method)
         return ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_worker_init)
 
@@ -223,11 +228,14 @@ class _Pool:
         :data:`_STUCK_SECONDS` is taken for that: filler bytes complete the half message,
         the executor fails to read it and breaks, as it does for any other death.
         """
+        # Before Python 3.11 the futures' TimeoutError is not the built-in one.
+        from concurrent.futures import TimeoutError as StillRunning
+
         dead_since = None
         while True:
             try:
                 return future.result(timeout=_POLL_SECONDS)
-            except TimeoutError:
+            except StillRunning:
                 processes = getattr(self.executor, "_processes", None) or {}
                 if not any(p.exitcode is not None for p in list(processes.values())):
                     dead_since = None
@@ -249,6 +257,8 @@ class _Pool:
 
     def run(self, task: Any) -> Any:
         """One task on its own; :class:`WorkerDied` (and a new pool) if it kills its worker."""
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
             return self.result(self.submit(task))
         except BrokenProcessPool:
@@ -278,6 +288,8 @@ def _pooled(
     salvage: Salvage[T, R] | None,
 ) -> Iterator[R]:
     """Run tasks in a pool of worker processes, streamed in order, a few in flight."""
+    from concurrent.futures.process import BrokenProcessPool
+
     with warnings.catch_warnings():
         # Python >= 3.12 warns when forking a process with threads: numpy's BLAS keeps
         # an idle one, which it re-creates in the child (pthread_atfork). Python

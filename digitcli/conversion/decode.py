@@ -17,7 +17,7 @@ import warnings
 from typing import IO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digitcli.errors import ImageError
 
@@ -249,6 +249,8 @@ def _shrunk(img: Image.Image) -> Image.Image:
     return out
 
 
+#: The EXIF tag of the orientation (PIL.ExifTags.Base.Orientation, without importing it).
+_EXIF_ORIENTATION = 0x0112
 #: Where Pillow finds an orientation: EXIF blocks, PNG's text copy of one, XMP packets.
 _ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
 
@@ -257,7 +259,7 @@ def _orientation(img: Image.Image) -> int:
     """The EXIF orientation tag (1 = as stored), read only when the file has metadata."""
     if not hasattr(img, "tag_v2") and not any(key in img.info for key in _ORIENTATION_KEYS):
         return 1  # most files: parsing an empty EXIF block would cost more than the checks
-    return img.getexif().get(ExifTags.Base.Orientation, 1)
+    return img.getexif().get(_EXIF_ORIENTATION, 1)
 
 
 def scaled(gray: np.ndarray) -> np.ndarray:
