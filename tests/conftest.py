@@ -31,19 +31,6 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return load_digits_data()
 
 
-@pytest.fixture(scope="session")
-def small_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A quickly trained model (not the shipped one), for tests that need any valid model."""
-    from digitcli import training
-
-    result = training.train(
-        training.Recipe(hidden_layers=(32,), max_iter=40, augment=0, synthetic=0),
-        folds=2,
-        n_jobs=1,
-    )
-    return model_io.save(result.model, tmp_path_factory.mktemp("model") / "small.npz")
-
-
 @pytest.fixture
 def make_digit(tmp_path: Path):
     """Write a synthetic handwritten digit image and return its path."""
