@@ -26,7 +26,7 @@ def test_shipped_model_gives_a_digit_for_every_sample_image(shipped_model):
     y_true, y_pred, results = evaluate_folder(SAMPLES, shipped_model)
     assert all(r.error == "" for r in results), [r for r in results if r.error]
     assert (y_pred >= 0).all()
-    assert (y_true == y_pred).mean() >= 0.6
+    assert (y_true == y_pred).mean() >= 0.97  # 70 of 70 with the shipped model
 
 
 def test_generator_script_makes_the_same_layout(tmp_path):

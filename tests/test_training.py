@@ -188,7 +188,7 @@ def test_kernel_member_is_rbf_logistic_regression_on_the_originals(digits):
     np.testing.assert_allclose(kernel.predict_proba(test / 16), expected, atol=1e-9)
     np.testing.assert_array_equal(kernel.centres, train / 16)
     assert kernel.weight == 0.25
-    assert (expected.argmax(axis=1) == y[300:400]).mean() > 0.9
+    assert (expected.argmax(axis=1) == y[300:400]).mean() >= 0.95  # 96 of 100
 
 
 def test_fit_model_adds_the_kernel_member_only_when_weighted(digits):
