@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -29,6 +30,23 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     from digitcli.training import load_digits_data
 
     return load_digits_data()
+
+
+@pytest.fixture
+def unprivileged():
+    """Prefix a command so that mode 000 stops it even as root (no DAC-override capabilities).
+
+    As root the command keeps its uid (it still owns the test's files) but runs under
+    ``setpriv`` without the capabilities that let root read and search anything.
+    """
+
+    def wrap(args: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return args
+        drop = ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+        return ["setpriv", *drop, *args]
+
+    return wrap
 
 
 @pytest.fixture

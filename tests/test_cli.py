@@ -540,18 +540,27 @@ def test_train_ensemble(runner, tmp_path):
     assert not np.array_equal(model.members[0][0][0], model.members[1][0][0])
 
 
-def test_unreadable_input_is_a_row_not_a_usage_error(runner, tmp_path, make_digit, csv_rows):
+def test_unreadable_input_is_a_row_not_a_usage_error(tmp_path, make_digit, csv_rows, unprivileged):
+    """A file named on the command line that cannot be read: a row, exit 1 (not 2).
+
+    Run as a command that mode 000 stops even as root (see the `unprivileged` fixture).
+    """
     good = make_digit(2, "good.png")
     locked = make_digit(3, "locked.png")
     locked.chmod(0)
+    args = [sys.executable, "-m", "digitcli", "classify", str(good), str(locked)]
     try:
-        result = runner.invoke(cli, ["classify", str(good), str(locked)])
+        proc = subprocess.run(unprivileged(args), capture_output=True, text=True, check=False)
     finally:
         locked.chmod(0o644)
-    rows = csv_rows(result.stdout)
-    assert [r["path"] for r in rows] == [str(good), str(locked)]
-    if os.geteuid() != 0:  # root reads anything
-        assert result.exit_code == 1 and rows[1]["error"] == "permission denied"
+    assert proc.returncode == 1, proc.stderr
+    rows = csv_rows(proc.stdout)
+    assert [(r["path"], r["error"]) for r in rows] == [
+        (str(good), ""),
+        (str(locked), "permission denied"),
+    ]
+    assert rows[0]["digit"] == "2"
+    assert "Usage:" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_write_errors_are_one_line(runner, tmp_path, make_digit):
