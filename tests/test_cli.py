@@ -213,9 +213,10 @@ KERNEL_ARGS = [
 def kernel_model(tmp_path_factory):
     """`digitcli train` with a 2-network ensemble and the kernel member, CV'd whole.
 
-    One BLAS thread: on a busy 2-core machine the kernel member's solver otherwise spends
-    most of its CPU time in spinning BLAS threads (measured 0.5 s against 10 s). The fit
-    then differs from a threaded one only in rounding (1e-10), which nothing here checks.
+    One BLAS thread: on 2 cores the kernel member's solver otherwise spends most of its CPU
+    time in spinning BLAS threads (measured: 0.5 s against 2.6 s idle, 10 s on a loaded
+    machine). The fit then differs from a threaded one only in rounding (1e-10), which
+    nothing here checks.
     """
     from threadpoolctl import threadpool_limits
 
