@@ -274,8 +274,10 @@ class _Pool:
     def stop(self) -> None:
         """Stop at once: running tasks are killed, not waited for."""
         executor = self.executor
+        # Taken first: shutdown(wait=False) forgets the processes (CPython 3.11).
+        processes = list((getattr(executor, "_processes", None) or {}).values())
         executor.shutdown(wait=False, cancel_futures=True)
-        for process in list((getattr(executor, "_processes", None) or {}).values()):
+        for process in processes:
             process.terminate()
         executor.shutdown(wait=True)
 

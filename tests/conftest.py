@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -31,17 +32,21 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return load_digits_data()
 
 
-@pytest.fixture(scope="session")
-def small_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A quickly trained model (not the shipped one), for tests that need any valid model."""
-    from digitcli import training
+@pytest.fixture
+def unprivileged():
+    """Prefix a command so that mode 000 stops it even as root (no DAC-override capabilities).
 
-    result = training.train(
-        training.Recipe(hidden_layers=(32,), max_iter=40, augment=0, synthetic=0),
-        folds=2,
-        n_jobs=1,
-    )
-    return model_io.save(result.model, tmp_path_factory.mktemp("model") / "small.npz")
+    As root the command keeps its uid (it still owns the test's files) but runs under
+    ``setpriv`` without the capabilities that let root read and search anything.
+    """
+
+    def wrap(args: list[str]) -> list[str]:
+        if os.geteuid() != 0:
+            return args
+        drop = ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+        return ["setpriv", *drop, *args]
+
+    return wrap
 
 
 @pytest.fixture

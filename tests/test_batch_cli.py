@@ -97,28 +97,92 @@ def test_parallel_conversion_keeps_input_order(tmp_path, shipped_model, monkeypa
     assert [(r.digit, r.error) for r in parallel] == [(r.digit, r.error) for r in serial]
 
 
-@pytest.mark.parametrize("fork", [True, False], ids=["forked", "loky"])
-def test_stopping_early_is_quiet(tmp_path, shipped_model, monkeypatch, fork):
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
+def test_stopping_early_is_quiet(tmp_path, shipped_model, monkeypatch, capfd, fork):
+    """Closing the batches mid-run (the CLI on Ctrl-C) or dropping them stops the pool.
+
+    Quiet: no warning (about work done but never used, or anything else), no error in a
+    finaliser, nothing on stderr from the workers; and the idle workers end (soon after:
+    the executor's own thread lets them go).
+    """
     import gc
+    import multiprocessing
+    import warnings
 
     monkeypatch.setattr("digitcli.parallel._can_fork", lambda: fork)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     paths = []
     for i in range(3):
         render_digit(i, seed=i, size=(28, 28)).save(tmp_path / f"{i}.png")
         paths.append(str(tmp_path / f"{i}.png"))
+    before = set(multiprocessing.active_children())
+
+    def workers_end() -> bool:
+        deadline = time.monotonic() + 10
+        while set(multiprocessing.active_children()) - before:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def started():
         batches = batch.classify_batches(paths, shipped_model, jobs=2, batch_size=1)
-        assert len(next(batches)) == 1
-        # Let the other two finish: joblib then warns that they were done but not used.
-        # (Stopping loky while tasks wait in its queue can race in loky's own thread.)
+        [first] = next(batches)
+        assert (first.path, first.digit, first.error) == (paths[0], 0, "")
+        assert set(multiprocessing.active_children()) - before  # the pool's workers
+        # Let the other two finish, so that there is done work that is never used.
         time.sleep(0.5)
         return batches
 
-    started().close()  # as the CLI does on Ctrl-C: no warning about the unused work
-    abandoned = started()
-    del abandoned  # a caller that stops reading and drops it
-    gc.collect()
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        closed = started()
+        closed.close()  # as the CLI does on Ctrl-C
+        assert workers_end()
+        with pytest.raises(StopIteration):
+            next(closed)
+        abandoned = started()
+        del abandoned  # a caller that stops reading and drops it
+        gc.collect()
+        assert workers_end()
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert unraisable == []
+    assert capfd.readouterr().err == ""
+
+
+_CONVERT = batch.convert_chunk
+
+
+def _slow_after_the_first(paths, invert):
+    """convert_chunk, 2 s slower for every chunk but the first (module level: pickled)."""
+    if not paths[0].endswith("0.png"):
+        time.sleep(2)
+    return _CONVERT(paths, invert)
+
+
+def test_stopping_kills_running_conversions(tmp_path, shipped_model, monkeypatch):
+    """Stopping the pool (Ctrl-C, an early end) kills running conversions, never waits."""
+    import multiprocessing
+
+    monkeypatch.setattr("digitcli.parallel._can_fork", lambda: True)  # forked: workers see it
+    monkeypatch.setattr(batch, "convert_chunk", _slow_after_the_first)
+    paths = []
+    for i in range(4):
+        render_digit(i, seed=i, size=(28, 28)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    before = set(multiprocessing.active_children())
+    batches = batch.classify_batches(paths, shipped_model, jobs=2, batch_size=1)
+    next(batches)
+    batches.close()
+    try:
+        time.sleep(0.5)
+        assert not set(multiprocessing.active_children()) - before
+    finally:
+        deadline = time.monotonic() + 30  # leave no worker behind either way
+        while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def make_hostile_corpus(root, png_header) -> dict[str, str]:

@@ -327,15 +327,12 @@ def test_thousand_nested_folders(tmp_path, runner, csv_rows):
     assert [r["path"] for r in rows] == [nested, str(tmp_path / "y.png")]
 
 
-def test_unreadable_folder_named_directly_is_an_error_row(tmp_path):
+def test_unreadable_folder_named_directly_is_an_error_row(tmp_path, unprivileged):
     """As root, mode 000 stops nothing: the run drops the capabilities that override it."""
     locked = tmp_path / "locked"
     _digits(locked, 1)
     locked.chmod(0)
-    args = [sys.executable, "-m", "digitcli", "classify", str(locked), "-q"]
-    if os.geteuid() == 0:
-        drop = ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
-        args = ["setpriv", *drop, *args]
+    args = unprivileged([sys.executable, "-m", "digitcli", "classify", str(locked), "-q"])
     try:
         proc = subprocess.run(args, capture_output=True, check=False)
     finally:

@@ -153,15 +153,20 @@ def test_grid_recipes_cover_the_grid():
 
 def test_train_records_its_figures():
     progress = []
-    result = training.train(
-        training.Recipe(hidden_layers=(16,), max_iter=20, augment=1, synthetic=0, ensemble=2),
-        folds=2,
-        n_jobs=1,
-        progress=lambda *a: progress.append(a),
+    tiny = training.Recipe(
+        hidden_layers=(16,),
+        max_iter=40,
+        augment=0,
+        ensemble=2,
+        synthetic=0,
+        originals=1,
+        anneal_epochs=0,
+        kernel_weight=0,
     )
+    result = training.train(tiny, folds=2, n_jobs=1, progress=lambda *a: progress.append(a))
     meta = result.model.metadata
     assert meta["cv"]["folds"] == 2 and len(meta["cv"]["scores"]) == 2
-    assert meta["test_accuracy"] == result.test_accuracy > 0.8
+    assert meta["test_accuracy"] == result.test_accuracy > 0.92  # 0.933 with scikit-learn 1.9
     assert meta["recipe"]["hidden_layers"] == [16]
     assert meta["split"]["seed"] == training.SPLIT_SEED
     assert ("cross-validate", 2, 2) in progress
@@ -183,7 +188,7 @@ def test_kernel_member_is_rbf_logistic_regression_on_the_originals(digits):
     np.testing.assert_allclose(kernel.predict_proba(test / 16), expected, atol=1e-9)
     np.testing.assert_array_equal(kernel.centres, train / 16)
     assert kernel.weight == 0.25
-    assert (expected.argmax(axis=1) == y[300:400]).mean() > 0.9
+    assert (expected.argmax(axis=1) == y[300:400]).mean() >= 0.95  # 96 of 100
 
 
 def test_fit_model_adds_the_kernel_member_only_when_weighted(digits):
