@@ -272,14 +272,13 @@ class _Pool:
         return salvage(task, self.run)
 
     def stop(self) -> None:
-        """Stop at once: running tasks are killed, not waited for."""
-        executor = self.executor
-        # Taken first: shutdown(wait=False) forgets the processes (CPython 3.11).
-        processes = list((getattr(executor, "_processes", None) or {}).values())
-        executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        executor.shutdown(wait=True)
+        """Stop: queued tasks are cancelled; a running task (one a worker) ends first.
+
+        Killing workers here is not safe: one killed while it writes its result leaves
+        the executor's threads waiting for the rest, and shutdown (or the interpreter's
+        exit) would then wait for ever. A task is a chunk of files, so the wait is short.
+        """
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _pooled(

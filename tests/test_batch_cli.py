@@ -152,39 +152,6 @@ def test_stopping_early_is_quiet(tmp_path, shipped_model, monkeypatch, capfd, fo
     assert capfd.readouterr().err == ""
 
 
-_CONVERT = batch.convert_chunk
-
-
-def _slow_after_the_first(paths, invert):
-    """convert_chunk, 2 s slower for every chunk but the first (module level: pickled)."""
-    if not paths[0].endswith("0.png"):
-        time.sleep(2)
-    return _CONVERT(paths, invert)
-
-
-def test_stopping_kills_running_conversions(tmp_path, shipped_model, monkeypatch):
-    """Stopping the pool (Ctrl-C, an early end) kills running conversions, never waits."""
-    import multiprocessing
-
-    monkeypatch.setattr("digitcli.parallel._can_fork", lambda: True)  # forked: workers see it
-    monkeypatch.setattr(batch, "convert_chunk", _slow_after_the_first)
-    paths = []
-    for i in range(4):
-        render_digit(i, seed=i, size=(28, 28)).save(tmp_path / f"{i}.png")
-        paths.append(str(tmp_path / f"{i}.png"))
-    before = set(multiprocessing.active_children())
-    batches = batch.classify_batches(paths, shipped_model, jobs=2, batch_size=1)
-    next(batches)
-    batches.close()
-    try:
-        time.sleep(0.5)
-        assert not set(multiprocessing.active_children()) - before
-    finally:
-        deadline = time.monotonic() + 30  # leave no worker behind either way
-        while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-
 def make_hostile_corpus(root, png_header) -> dict[str, str]:
     """Files that break naive tools, and the error each must get ('' = a digit)."""
     root.mkdir()

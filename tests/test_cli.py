@@ -276,6 +276,7 @@ def test_train_search_prints_table(runner, tmp_path, monkeypatch):
 def test_train_fast_preset_keeps_explicit_options(runner, tmp_path, monkeypatch):
     """--fast is FAST_RECIPE and FAST_FOLDS, except for the options given (no training)."""
     from digitcli import training
+    from digitcli.recipe import FAST_FOLDS, FAST_RECIPE
 
     class Called(Exception):
         pass
@@ -290,17 +291,15 @@ def test_train_fast_preset_keeps_explicit_options(runner, tmp_path, monkeypatch)
     args = ["train", "--fast", "--max-iter", "30", "-j", "1", "--out", str(tmp_path / "f.npz")]
     result = runner.invoke(cli, [*args, "--validate-images", str(tmp_path)])
     assert isinstance(result.exception, Called), result.output
-    assert seen["recipe"] == replace(training.FAST_RECIPE, max_iter=30)  # given explicitly: kept
+    assert seen["recipe"] == replace(FAST_RECIPE, max_iter=30)  # given explicitly: kept
     assert seen["recipe"].hidden_layers == (128,) and seen["recipe"].ensemble == 1
     assert seen["recipe"].synthetic == 50
-    assert seen["folds"] == training.FAST_FOLDS == 3
+    assert seen["folds"] == FAST_FOLDS == 3
     assert seen["validate_images"] == (str(tmp_path),)
     given = runner.invoke(cli, [*args, "--folds", "4", "--synthetic", "0", "--kernel-weight", "0"])
     assert isinstance(given.exception, Called), given.output
     assert seen["folds"] == 4
-    assert seen["recipe"] == replace(
-        training.FAST_RECIPE, max_iter=30, synthetic=0, kernel_weight=0
-    )
+    assert seen["recipe"] == replace(FAST_RECIPE, max_iter=30, synthetic=0, kernel_weight=0)
 
 
 def test_train_validate_images(runner, tmp_path, make_digit):

@@ -18,6 +18,19 @@ from digitcli.synth import render_digit
 _PARENT = os.getpid()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_loky_left():
+    """Shut joblib's reusable loky workers down after this module.
+
+    Left idle, they time out (300 s) while the tests go on, and loky's manager thread then
+    waits on them for ever when the interpreter exits.
+    """
+    yield
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+
+
 def _square(x: int) -> int:
     time.sleep(0.001 * (x % 3))  # finish out of order
     return x * x
