@@ -44,6 +44,7 @@ def images(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # starts a local cluster: CI runs it
 def test_classify_rows_are_byte_identical(cluster, images, runner, tmp_path):
     local, remote = tmp_path / "local.csv", tmp_path / "dask.csv"
     args = ["classify", str(images), "--probabilities", "-q"]
@@ -55,6 +56,7 @@ def test_classify_rows_are_byte_identical(cluster, images, runner, tmp_path):
     assert local.read_text().count("\n") == 301
 
 
+@pytest.mark.slow  # starts a local cluster: CI runs it
 def test_dask_setting_is_the_default(cluster, images, runner, tmp_path, monkeypatch):
     used = []
     check = parallel._check_workers
@@ -68,6 +70,7 @@ def test_dask_setting_is_the_default(cluster, images, runner, tmp_path, monkeypa
     assert used == [cluster]
 
 
+@pytest.mark.slow  # starts a local cluster: CI runs it
 def test_eval_images_is_identical(cluster, images, runner):
     args = ["eval", "--images", str(images), "--json"]
     local = runner.invoke(cli, args)
@@ -103,6 +106,7 @@ def _train_twice(runner, cluster, tmp_path, args) -> None:
     _same_model(local, remote)
 
 
+@pytest.mark.slow  # starts a local cluster: CI runs it
 def test_train_tiny_gives_the_same_model(cluster, runner, tmp_path):
     # Here in this process (-j 1) against the cluster: -j is the cluster's with --scheduler.
     tiny = "--hidden-layers 8 --max-iter 3 --augment 0 --ensemble 2 --synthetic 2 --folds 2 -j 1"
@@ -125,6 +129,7 @@ def test_an_unreachable_scheduler_is_a_one_line_error(runner, make_digit):
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # starts a local cluster: CI runs it
 @pytest.mark.parametrize("fake", ["other version", "no digitcli"])
 def test_workers_must_run_this_digitcli(fake, runner, tmp_path, make_digit):
     """A worker with another digitcli, or none it can import: a one-line error, no work."""
