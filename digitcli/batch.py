@@ -547,25 +547,6 @@ _LONE_SURROGATE = re.compile("[\udc80-\udcff]")
 WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
 
 
-def evaluate_folder(
-    root: str | os.PathLike[str], model: Model, invert: bool | None = None, *, jobs: int = 1
-) -> tuple[np.ndarray, np.ndarray, list[Result]]:
-    """Classify a labelled folder (``root/<digit>/<file>``), with `jobs` worker processes.
-
-    Returns
-    -------
-    y_true, y_pred, results
-        ``y_pred`` is -1 where an image could not be converted.
-    """
-    from digitcli.datasets import iter_labelled_images
-
-    items = list(iter_labelled_images(root))
-    results = list(classify_paths([p for p, _ in items], model, invert=invert, jobs=jobs))
-    y_true = np.array([d for _, d in items], dtype=np.int64)
-    y_pred = np.array([-1 if r.digit is None else r.digit for r in results], dtype=np.int64)
-    return y_true, y_pred, results
-
-
 __all__ = [
     "BATCH_SIZE",
     "IMAGE_EXTENSIONS",
@@ -579,7 +560,6 @@ __all__ = [
     "WalkStats",
     "classify_batches",
     "classify_paths",
-    "evaluate_folder",
     "is_image_name",
     "iter_inputs",
 ]

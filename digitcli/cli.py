@@ -464,7 +464,7 @@ def evaluate(
         raise click.UsageError(f"--errors {errors_png} is inside the --images folder {images}")
     model = _load_model(model_path)
     if images:
-        from digitcli.batch import evaluate_folder
+        from digitcli.evaluation import evaluate_folder
 
         source = f"images in {images}"
         with _cluster(scheduler):

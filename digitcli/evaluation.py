@@ -17,6 +17,7 @@ from digitcli.model import N_CLASSES
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from digitcli.batch import Result
     from digitcli.model import Model
 
 
@@ -536,3 +537,23 @@ def save_views(
                 img.resize((256, 256), Image.Resampling.NEAREST).save(fh, format="PNG")
         return paths
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def evaluate_folder(
+    root: str | os.PathLike[str], model: Model, invert: bool | None = None, *, jobs: int = 1
+) -> tuple[np.ndarray, np.ndarray, list[Result]]:
+    """Classify a labelled folder (``root/<digit>/<file>``), with `jobs` worker processes.
+
+    Returns
+    -------
+    y_true, y_pred, results
+        ``y_pred`` is -1 where an image could not be converted.
+    """
+    from digitcli.batch import classify_paths
+    from digitcli.datasets import iter_labelled_images
+
+    items = list(iter_labelled_images(root))
+    results = list(classify_paths([p for p, _ in items], model, invert=invert, jobs=jobs))
+    y_true = np.array([d for _, d in items], dtype=np.int64)
+    y_pred = np.array([-1 if r.digit is None else r.digit for r in results], dtype=np.int64)
+    return y_true, y_pred, results

@@ -571,7 +571,7 @@ def validate(
     list of dict
         Per folder: ``images`` (the folder), ``n``, ``accuracy``, ``failed``.
     """
-    from digitcli.batch import evaluate_folder
+    from digitcli.evaluation import evaluate_folder
 
     out = []
     for i, folder in enumerate(folders):

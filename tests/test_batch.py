@@ -7,6 +7,7 @@ import pytest
 
 from digitcli import batch, datasets
 from digitcli.errors import DataError
+from digitcli.evaluation import evaluate_folder
 
 
 def test_iter_inputs_walks_sorted_and_skips(tmp_path, make_digit):
@@ -76,6 +77,6 @@ def test_evaluate_folder(tmp_path, make_digit, shipped_model):
     for d in (3, 7):
         make_digit(d, f"set/{d}/a.png", seed=d)
     (tmp_path / "set" / "7" / "broken.png").write_bytes(b"")
-    y_true, y_pred, results = batch.evaluate_folder(tmp_path / "set", shipped_model)
+    y_true, y_pred, results = evaluate_folder(tmp_path / "set", shipped_model)
     assert list(y_true) == [3, 7, 7]
     assert y_pred[2] == -1 and results[2].error

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitcli.batch import evaluate_folder, iter_inputs
+from digitcli.batch import iter_inputs
+from digitcli.evaluation import evaluate_folder
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_images"
