@@ -676,30 +676,10 @@ def train(
             f"{MAX_KERNEL_CENTRES} (fit without it: kernel weight 0)"
         )
 
-    table = None
-    if search:
-        candidates = grid_recipes(recipe, search)
-        scores = _cv_jobs(Xtr, ytr, candidates, folds, seed, n_jobs, progress, "search", extra)
-        table = [
-            {
-                "recipe": c.describe(),
-                "cv_mean": float(np.mean(scores[i])),
-                "cv_std": float(np.std(scores[i])),
-            }
-            for i, c in enumerate(candidates)
-        ]
-        best = max(range(len(candidates)), key=lambda i: (np.mean(scores[i]), -i))
-        recipe, cv_scores = candidates[best], scores[best]
-        per_fold = recipe.ensemble
-    else:
-        # By default one network per fold keeps cross-validation affordable; the ensemble
-        # averages several such networks and is scored on the held-out test split.
-        per_fold = recipe.ensemble if cv_ensemble else 1
-        scored = [replace(recipe, ensemble=per_fold)]
-        cv_scores = _cv_jobs(
-            Xtr, ytr, scored, folds, seed, n_jobs, progress, "cross-validate", extra
-        )[0]
-
+    cv = functools.partial(
+        _cv_jobs, Xtr, ytr, folds=folds, seed=seed, n_jobs=n_jobs, progress=progress, extra=extra
+    )
+    recipe, cv_scores, per_fold, table = _choose_recipe(recipe, cv, search, cv_ensemble)
     if progress:
         progress("fit", 0, recipe.ensemble)
     model = fit_model(Xtr, ytr, recipe, seed, n_jobs, progress=progress, extra=extra)
@@ -718,21 +698,8 @@ def train(
     if recipe.synthetic > 0:
         glyphs = datasets.synthetic(recipe.synthetic)[2].to_dict()
         sources.append({"role": "synthetic", **glyphs, "weight": recipe.glyph_weight})
-    for (_, _, source), (_, y_fit), (X_held, y_held) in zip(
-        images, fitted_parts, held_parts, strict=True
-    ):
-        record = {
-            "role": "images",
-            **source.to_dict(),
-            "weight": float(images_weight),
-            "n_fit": int(len(y_fit)),
-            "n_holdout": int(len(y_held)),
-        }
-        if len(y_held):
-            record["holdout_accuracy"] = _accuracy(model, X_held, y_held)
-            if baseline is not None:
-                record["baseline_accuracy"] = _accuracy(baseline, X_held, y_held)
-        sources.append(record)
+    for source, fitted, held in zip(images, fitted_parts, held_parts, strict=True):
+        sources.append(_images_record(source[2], fitted, held, images_weight, model, baseline))
     metadata = {
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "versions": {
@@ -768,6 +735,60 @@ def train(
     return TrainResult(
         replace(model, metadata=metadata), recipe, cv_scores, test_accuracy, table, sources
     )
+
+
+def _choose_recipe(
+    recipe: Recipe,
+    cv: Callable[..., dict[int, list[float]]],
+    search: dict[str, Iterable[Any]] | None,
+    cv_ensemble: bool,
+) -> tuple[Recipe, list[float], int, list[dict[str, Any]] | None]:
+    """The recipe to fit, its CV scores, the networks per fold and the search's table.
+
+    `cv(recipes, stage=...)` scores recipes by cross-validation (:func:`_cv_jobs`).
+    """
+    if not search:
+        # By default one network per fold keeps cross-validation affordable; the ensemble
+        # averages several such networks and is scored on the held-out test split.
+        per_fold = recipe.ensemble if cv_ensemble else 1
+        scores = cv([replace(recipe, ensemble=per_fold)], stage="cross-validate")[0]
+        return recipe, scores, per_fold, None
+    candidates = grid_recipes(recipe, search)
+    scores_of = cv(candidates, stage="search")
+    table = [
+        {
+            "recipe": c.describe(),
+            "cv_mean": float(np.mean(scores_of[i])),
+            "cv_std": float(np.std(scores_of[i])),
+        }
+        for i, c in enumerate(candidates)
+    ]
+    best = max(range(len(candidates)), key=lambda i: (np.mean(scores_of[i]), -i))
+    return candidates[best], scores_of[best], candidates[best].ensemble, table
+
+
+def _images_record(
+    source: datasets.Source,
+    fitted: tuple[np.ndarray, np.ndarray],
+    held: tuple[np.ndarray, np.ndarray],
+    weight: float,
+    model: Model,
+    baseline: Model | None,
+) -> dict[str, Any]:
+    """The metadata of one of train's `images` sets: counts, weight, held-out scores."""
+    X_held, y_held = held
+    record = {
+        "role": "images",
+        **source.to_dict(),
+        "weight": float(weight),
+        "n_fit": int(len(fitted[1])),
+        "n_holdout": int(len(y_held)),
+    }
+    if len(y_held):
+        record["holdout_accuracy"] = _accuracy(model, X_held, y_held)
+        if baseline is not None:
+            record["baseline_accuracy"] = _accuracy(baseline, X_held, y_held)
+    return record
 
 
 def _extra_rows(parts: list[tuple[np.ndarray, np.ndarray]], weight: float) -> Extra | None:
