@@ -80,3 +80,25 @@ def test_evaluate_folder(tmp_path, make_digit, shipped_model):
     y_true, y_pred, results = evaluate_folder(tmp_path / "set", shipped_model)
     assert list(y_true) == [3, 7, 7]
     assert y_pred[2] == -1 and results[2].error
+
+
+def test_big_files_are_tasks_of_their_own(tmp_path):
+    """Chunks hold up to BATCH_SIZE files but about CHUNK_BYTES of them: photos go alone."""
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"big{i}.png"
+        Image.fromarray(noise).save(path)  # noise does not compress: about 480 KB
+        assert path.stat().st_size > batch.CHUNK_BYTES
+        paths.append(str(path))
+    for i in range(5):
+        path = tmp_path / f"small{i}.png"
+        Image.new("L", (28, 28), 255).save(path)
+        paths.append(str(path))
+    paths.append(str(tmp_path / "missing.png"))  # no size: counts as empty
+    chunks = [chunk for chunk, _, _ in batch.iter_converted(paths, chunk_size=4)]
+    assert [len(c) for c in chunks] == [1, 1, 1, 4, 2]
+    assert [p for c in chunks for p in c] == paths
