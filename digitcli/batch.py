@@ -459,26 +459,26 @@ NO_PROBABILITY = "the model gave no valid probabilities"
 def _predict_chunk(chunk: Converted, model: Model, min_confidence: float | None) -> list[Result]:
     paths, counts, errors = chunk
     features = counts.astype(np.float64)
-    ok = np.array([not e for e in errors])
+    ok = np.fromiter((not e for e in errors), dtype=bool, count=len(errors))
     probs = model.predict_proba(features[ok], invalid="nan") if ok.any() else np.empty((0, 10))
-    valid = ~np.isnan(probs).any(axis=1)  # a broken model's NaN is never a prediction
     digits = probs.argmax(axis=1)
+    # Whole-chunk arrays as Python lists and row views: the loop below touches no numpy.
+    valid = (~np.isnan(probs).any(axis=1)).tolist()  # a broken model's NaN is no prediction
+    confidences = probs[np.arange(len(probs)), digits].tolist()
+    read = iter(zip(digits.tolist(), confidences, valid, list(probs), strict=True))
     results = []
-    k = 0
-    for path, row, error in zip(paths, features, errors, strict=True):
+    for path, row, error in zip(paths, list(features), errors, strict=True):
         if error:
             results.append(Result(path, error=error))
             continue
-        if not valid[k]:
+        digit, confidence, is_valid, probabilities = next(read)
+        if not is_valid:
             results.append(Result(path, error=NO_PROBABILITY))
-        else:
-            digit = int(digits[k])
-            confidence = float(probs[k, digit])
-            flag = ""
-            if min_confidence is not None and confidence < min_confidence:
-                flag = f"low confidence: {confidence:.4f} < {min_confidence:g}"
-            results.append(Result(path, digit, confidence, probs[k], features=row, flag=flag))
-        k += 1
+            continue
+        flag = ""
+        if min_confidence is not None and confidence < min_confidence:
+            flag = f"low confidence: {confidence:.4f} < {min_confidence:g}"
+        results.append(Result(path, digit, confidence, probabilities, features=row, flag=flag))
     return results
 
 
