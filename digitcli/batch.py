@@ -6,6 +6,7 @@ row is written as soon as it and every row before it are done (flushed a batch a
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import functools
@@ -23,7 +24,7 @@ import numpy as np
 from digitcli.conversion.pipeline import features_from_paths
 from digitcli.errors import DataError, ImageError
 from digitcli.model import Model
-from digitcli.parallel import WorkerDied, ordered_map
+from digitcli.parallel import WorkerDied, joblib_backend, ordered_map
 
 #: File endings classify picks up inside folders (files named explicitly are always tried).
 IMAGE_EXTENSIONS = frozenset(
@@ -384,7 +385,20 @@ def iter_converted(
     """
     convert = functools.partial(convert_chunk, invert=invert)
     chunks = _chunks(iter(paths), chunk_size)
-    yield from ordered_map(convert, chunks, jobs=jobs, salvage=_one_by_one)
+    if joblib_backend() is None:  # here, or in forked workers: they share this folder
+        yield from ordered_map(convert, chunks, jobs=jobs, salvage=_one_by_one)
+        return
+    # Workers of a chosen backend (a Dask cluster) run in folders of their own: they are
+    # given absolute paths, and the rows keep the paths as given.
+    given: collections.deque[list[str]] = collections.deque()
+
+    def absolute() -> Iterator[list[str]]:
+        for chunk in chunks:
+            given.append(chunk)
+            yield [os.path.abspath(p) for p in chunk]
+
+    for _, features, errors in ordered_map(convert, absolute(), jobs=jobs, salvage=_one_by_one):
+        yield given.popleft(), features, errors
 
 
 def classify_batches(

@@ -57,6 +57,18 @@ def test_classify_rows_are_byte_identical(cluster, images, runner, tmp_path):
 
 
 @pytest.mark.slow  # starts a local cluster: CI runs it
+def test_relative_paths_are_read_by_workers_in_other_folders(cluster, images, runner, monkeypatch):
+    """The workers started in another folder: they get absolute paths, rows keep the given."""
+    monkeypatch.chdir(images.parent)
+    args = ["classify", images.name, "-q"]
+    local = runner.invoke(cli, args)
+    remote = runner.invoke(cli, [*args, "--scheduler", cluster])
+    assert remote.exit_code == local.exit_code == 1  # the two broken files only
+    assert remote.stdout == local.stdout
+    assert f"\n{images.name}/" in remote.stdout
+
+
+@pytest.mark.slow  # starts a local cluster: CI runs it
 def test_dask_setting_is_the_default(cluster, images, runner, tmp_path, monkeypatch):
     used = []
     check = parallel._check_workers
