@@ -460,6 +460,8 @@ def evaluate(
         raise click.UsageError("use --data or --images, not both")
     if errors_png and not images:
         raise click.UsageError("--errors needs --images")
+    if scheduler and not images:  # the Digits split and a CSV are scored here, at once
+        raise click.UsageError("--scheduler goes with --images")
     if errors_png and _is_inside(errors_png, images):
         raise click.UsageError(f"--errors {errors_png} is inside the --images folder {images}")
     model = _load_model(model_path)

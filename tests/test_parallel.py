@@ -268,3 +268,10 @@ def test_scheduler_without_the_extra_is_a_one_line_error(
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:1")
     result = runner.invoke(cli, args)
     assert result.exit_code == 1 and "digitcli[dask]" in result.stderr
+
+
+def test_eval_scheduler_needs_images(runner):
+    """Only --images is work for a cluster: --scheduler alone is a usage error, not ignored."""
+    result = runner.invoke(cli, ["eval", "--scheduler", "tcp://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "--scheduler goes with --images" in result.stderr
