@@ -8,6 +8,7 @@ whole stack. A single image is a stack of one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -111,16 +112,20 @@ def _convert_grays(
         convert(part)
 
 
-def _from_images(
-    images: Iterable[Image.Image], invert: bool | None, finish: Callable[[np.ndarray], np.ndarray]
+def _decoded(
+    sources: Iterable[Any],
+    decode: Callable[[Any], np.ndarray],
+    invert: bool | None,
+    finish: Callable[[np.ndarray], np.ndarray],
 ) -> list[Outcome]:
+    """Decode each source to grey levels (its error on failure), then convert as stacks."""
     out: list[Outcome] = []
 
     def grays() -> Iterator[tuple[int, np.ndarray]]:
-        for i, img in enumerate(images):
+        for i, source in enumerate(sources):
             out.append(ImageError("not converted"))
             try:
-                gray = gray_pixels(img)
+                gray = decode(source)
             except Exception as exc:  # noqa: BLE001 - that image's error, never a crash
                 out[i] = image_error(exc)
                 continue
@@ -130,23 +135,8 @@ def _from_images(
     return out
 
 
-def _from_paths(
-    paths: Iterable[str], invert: bool | None, finish: Callable[[np.ndarray], np.ndarray]
-) -> list[Outcome]:
-    out: list[Outcome] = []
-
-    def grays() -> Iterator[tuple[int, np.ndarray]]:
-        for i, path in enumerate(paths):
-            out.append(ImageError("not converted"))
-            try:
-                gray = gray_pixels(open_image(path))
-            except Exception as exc:  # noqa: BLE001 - that file's error, never a crash
-                out[i] = image_error(exc)
-                continue
-            yield i, gray
-
-    _convert_grays(grays(), out, invert, finish)
-    return out
+def _file_grays(path: str) -> np.ndarray:
+    return gray_pixels(open_image(path))
 
 
 def features_from_paths(paths: Iterable[str], *, invert: bool | None = None) -> list[Outcome]:
@@ -167,7 +157,7 @@ def features_from_paths(paths: Iterable[str], *, invert: bool | None = None) -> 
     list of numpy.ndarray or ImageError
         For each path, its float64 ``(64,)`` features (0..16) or the error that stopped it.
     """
-    return _from_paths(paths, invert, features_of)
+    return _decoded(paths, _file_grays, invert, features_of)
 
 
 def features_from_images(
@@ -187,7 +177,7 @@ def features_from_images(
     list of numpy.ndarray or ImageError
         For each image, its float64 ``(64,)`` features or ``no digit found``.
     """
-    return _from_images(images, invert, features_of)
+    return _decoded(images, gray_pixels, invert, features_of)
 
 
 def bitmaps_from_paths(paths: Iterable[str], *, invert: bool | None = None) -> list[Outcome]:
@@ -195,7 +185,7 @@ def bitmaps_from_paths(paths: Iterable[str], *, invert: bool | None = None) -> l
 
     As :func:`features_from_paths`, but each result is bool ``(32, 32)``.
     """
-    return _from_paths(paths, invert, unpack)
+    return _decoded(paths, _file_grays, invert, unpack)
 
 
 def bitmaps_from_images(
@@ -205,4 +195,4 @@ def bitmaps_from_images(
 
     As :func:`features_from_images`, but each result is bool ``(32, 32)``.
     """
-    return _from_images(images, invert, unpack)
+    return _decoded(images, gray_pixels, invert, unpack)
