@@ -123,15 +123,20 @@ def piece_table(stack: np.ndarray) -> PieceTable:
         Each piece's image, size, box and pixels on each side.
     """
     rows, starts, ends = _runs(stack)
-    return _table(stack, rows, starts, ends, _label_runs(rows, starts, ends, stack.shape[1]))
+    label = _label_runs(rows, starts, ends, stack.shape[1])
+    return _table(stack, rows, starts, ends, label, np.flatnonzero(label == np.arange(rows.size)))
 
 
 def _table(
-    stack: np.ndarray, rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, label: np.ndarray
+    stack: np.ndarray,
+    rows: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    label: np.ndarray,
+    roots: np.ndarray,
 ) -> PieceTable:
-    """:func:`piece_table` from the runs of the stack and their labels."""
+    """:func:`piece_table` from the runs of the stack, their labels and each piece's first run."""
     n, h, w = stack.shape
-    roots = np.flatnonzero(label == np.arange(rows.size))
     piece_of_root = np.zeros(rows.size, dtype=np.intp)
     piece_of_root[roots] = np.arange(roots.size)
     y = rows % h
@@ -199,7 +204,8 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     if rows.size == 0:
         return mask.copy()
     label = _label_runs(rows, starts, ends, h)
-    pieces = np.bincount(rows[label == np.arange(rows.size)] // h, minlength=n)
+    roots = np.flatnonzero(label == np.arange(rows.size))  # each piece's first run
+    pieces = np.bincount(rows[roots] // h, minlength=n)
     if pieces.max() <= 1:  # one piece in each image: nothing to judge
         return mask.copy()
     multi = pieces > 1
@@ -207,7 +213,7 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
         out = mask.copy()
         out[multi] = remove_specks(mask[multi], min_fraction)
         return out
-    table = _table(mask, rows, starts, ends, label)
+    table = _table(mask, rows, starts, ends, label, roots)
     image, size = table.image, table.size
     top, bottom, left, right = table.sides.T  # pixels on each side of the image
     height, width = table.bottom - table.top, table.right - table.left
