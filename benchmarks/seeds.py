@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitcli import training
+from digitcli import datasets, training
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     recipe = dataclasses.replace(training.Recipe(), **given)
     print(f"recipe: {recipe}")
 
-    X, y = training.load_digits_data()
+    X, y, _ = datasets.digits()
     train_idx, test_idx = training.split_indices(y)
     names = ["test split", *(s.name for s in args.suites)]
     widths = [max(12, len(n)) for n in names]

@@ -61,18 +61,6 @@ class TrainResult:
     sources: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled Digits: 1797 rows of 64 features (0..16) and their labels.
-
-    Returns
-    -------
-    X, y : numpy.ndarray
-        float64 ``(1797, 64)`` and int ``(1797,)``.
-    """
-    X, y, _ = datasets.digits()
-    return X, y
-
-
 def split_indices(y: np.ndarray, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """Stratified 80/20 train/test split of row indices.
 

@@ -27,9 +27,10 @@ def shipped_model() -> model_io.Model:
 
 @pytest.fixture(scope="session")
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    from digitcli.training import load_digits_data
+    from digitcli.datasets import digits
 
-    return load_digits_data()
+    X, y, _ = digits()
+    return X, y
 
 
 @pytest.fixture

@@ -47,7 +47,10 @@ def test_digits_dataset():
     check_dataset(X, y, source, 1797)
     assert source.kind == "digits" and source.path is None and source.skipped == 0
     assert datasets.digits()[2] == source  # the same data, the same hash
-    np.testing.assert_array_equal(X, training.load_digits_data()[0])
+    from sklearn.datasets import load_digits
+
+    np.testing.assert_array_equal(X, load_digits().data)
+    np.testing.assert_array_equal(y, load_digits().target)
 
 
 def test_content_hash_is_of_the_values_not_the_dtype():
