@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from digitcli.conversion.decode import IMAGE_PREFIXES
 from digitcli.conversion.pipeline import features_from_paths
 from digitcli.errors import DataError, ImageError
 from digitcli.model import Model
@@ -76,11 +77,6 @@ class Result:
     flag: str = ""  # read, but worth a look: "low confidence: C < P"
 
 
-#: How image files start (PNG, JPEG, GIF, BMP, TIFF, WebP's RIFF, PBM/PGM/PPM).
-_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\0", b"MM\0*", b"RIFF")
-_IMAGE_MAGIC += tuple(b"P%d" % i for i in range(1, 7))
-
-
 def looks_like_image(path: str) -> bool:
     """Whether an existing file is an image, by its name or its first bytes."""
     if not os.path.isfile(path):
@@ -89,7 +85,7 @@ def looks_like_image(path: str) -> bool:
         return True
     try:
         with open(path, "rb") as f:
-            return f.read(8).startswith(_IMAGE_MAGIC)
+            return f.read(8).startswith(IMAGE_PREFIXES)
     except OSError:
         return False
 

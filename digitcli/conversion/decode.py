@@ -191,21 +191,26 @@ def _check_png_chunks(fp: IO[bytes]) -> None:
     fp.seek(0)
 
 
-#: A file's first bytes -> the one format (and Pillow plugin) of :data:`FORMATS` that
-#: accepts them. Only that plugin is imported (all of them take 13 ms); any other file is
-#: offered to all the FORMATS, in their order.
-_SIGNATURES = (
-    (_PNG_SIGNATURE, "PNG", "Png"),
-    (b"\xff\xd8\xff", "JPEG", "Jpeg"),
-    (b"GIF8", "GIF", "Gif"),
-    (b"BM", "BMP", "Bmp"),
+#: How files of the :data:`FORMATS` start: ``(format, its Pillow plugin, first bytes)``.
+#: A file that starts so is offered to that format alone, and only its plugin is imported
+#: (all of them take 13 ms); any other file is offered to all the FORMATS, in their order.
+SIGNATURES = (
+    ("PNG", "Png", (_PNG_SIGNATURE,)),
+    ("JPEG", "Jpeg", (b"\xff\xd8\xff",)),
+    ("GIF", "Gif", (b"GIF8",)),
+    ("BMP", "Bmp", (b"BM",)),
+    ("TIFF", "Tiff", (b"II*\0", b"MM\0*")),
+    ("WEBP", "WebP", (b"RIFF",)),
+    ("PPM", "Ppm", tuple(b"P%d" % i for i in range(1, 7))),
 )
+#: Every first bytes of :data:`SIGNATURES`: a file that starts so is an image.
+IMAGE_PREFIXES = tuple(prefix for _, _, prefixes in SIGNATURES for prefix in prefixes)
 
 
 def _formats_for(head: bytes) -> tuple[str, ...]:
-    """The formats to offer a file that starts with `head` (see :data:`_SIGNATURES`)."""
-    for signature, name, plugin in _SIGNATURES:
-        if head.startswith(signature):
+    """The formats to offer a file that starts with `head` (see :data:`SIGNATURES`)."""
+    for name, plugin, prefixes in SIGNATURES:
+        if head.startswith(prefixes):
             _plugin(plugin)
             return (name,)
     return _formats()
