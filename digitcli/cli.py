@@ -138,8 +138,9 @@ def _cores(jobs: int) -> int:
 
     More workers than cores would only wait for each other: -j is capped at the cores.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(jobs, cores or 1) if jobs > 0 else cores or 1
+    from digitcli.parallel import cores
+
+    return min(jobs, cores()) if jobs > 0 else cores()
 
 
 @click.group(cls=DigitcliGroup, context_settings=CONTEXT_SETTINGS)

@@ -116,11 +116,14 @@ def ordered_map(
     yield from _pooled(fn, itertools.chain(first, tasks), _workers(jobs), in_flight, salvage)
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return count or 1
+
+
 def _workers(jobs: int) -> int:
-    if jobs > 0:
-        return jobs
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores or 1
+    return jobs if jobs > 0 else cores()
 
 
 def joblib_backend() -> Any:
