@@ -309,21 +309,32 @@ def render_digit(
     k = min(avail_w / extent[0], avail_h / extent[1]) * _SUPERSAMPLE
     centre = np.array([width, height]) * (_SUPERSAMPLE / 2.0) - (lo + hi) / 2.0 * k
 
+    strokes = [[(float(a), float(b)) for a, b in p * k + centre] for p in shaped]
+    return _ink_on_paper(strokes, max(1, round(pen * _SUPERSAMPLE)), (width, height), ink, paper)
+
+
+def _ink_on_paper(
+    strokes: list[list[tuple[float, float]]],
+    pen: int,
+    size: tuple[int, int],
+    ink: tuple[int, int, int],
+    paper: tuple[int, int, int],
+) -> Image.Image:
+    """Strokes drawn with a round pen at :data:`_SUPERSAMPLE` times `size`, then reduced.
+
+    `strokes` are polylines and `pen` a width, both in the supersampled pixels.
+    """
+    width, height = size
     big = Image.new("L", (width * _SUPERSAMPLE, height * _SUPERSAMPLE), 0)
     draw = ImageDraw.Draw(big)
-    w = max(1, round(pen * _SUPERSAMPLE))
-    r = w / 2.0
-    for p in shaped:
-        pts = p * k + centre
-        xy = [(float(a), float(b)) for a, b in pts]
-        draw.line(xy, fill=255, width=w, joint="curve")
+    r = pen / 2.0
+    for xy in strokes:
+        draw.line(xy, fill=255, width=pen, joint="curve")
         for cx, cy in (xy[0], xy[-1]):  # round caps
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
-    mask = big.reduce(_SUPERSAMPLE)
-
-    ink_img = Image.new("RGB", (width, height), tuple(int(c) for c in ink))
-    paper_img = Image.new("RGB", (width, height), tuple(int(c) for c in paper))
-    return Image.composite(ink_img, paper_img, mask)
+    ink_img = Image.new("RGB", size, tuple(int(c) for c in ink))
+    paper_img = Image.new("RGB", size, tuple(int(c) for c in paper))
+    return Image.composite(ink_img, paper_img, big.reduce(_SUPERSAMPLE))
 
 
 def pen_glyph(digit: int, *, seed: int, pen: float, tight: bool = False) -> Image.Image:
@@ -439,15 +450,6 @@ def segment_digit(digit: int, *, seed: int, size: int = 64) -> Image.Image:
         x = (p[0] - 0.5) * aspect + slant * (0.5 - p[1])
         return (big / 2 + x * height, big / 2 + (p[1] - 0.5) * height)
 
-    mask = Image.new("L", (big, big), 0)
-    draw = ImageDraw.Draw(mask)
-    w = max(1, round(pen * height))
-    r = w / 2.0
-    for segment in _SEGMENT_DIGITS[d]:
-        ends = [place(corners[c]) for c in _SEGMENTS[segment]]
-        draw.line(ends, fill=255, width=w)
-        for cx, cy in ends:  # round caps
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
-    ink = Image.new("RGB", (size, size), (20, 20, 20))
-    paper = Image.new("RGB", (size, size), (255, 255, 255))
-    return Image.composite(ink, paper, mask.reduce(_SUPERSAMPLE))
+    strokes = [[place(corners[c]) for c in _SEGMENTS[s]] for s in _SEGMENT_DIGITS[d]]
+    pen_px = max(1, round(pen * height))
+    return _ink_on_paper(strokes, pen_px, (size, size), (20, 20, 20), (255, 255, 255))
