@@ -374,9 +374,12 @@ def pen_glyph(digit: int, *, seed: int, pen: float, tight: bool = False) -> Imag
             margin=0.3,
         )
     img = render_digit(digit, seed=seed, size=(96, 96), stroke=stroke or 1.5 / 86, margin=0.05)
-    ink = np.asarray(img.convert("L")) < 128
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    return img.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    from digitcli.conversion.pieces import ink_boxes
+
+    top, bottom, left, right = (
+        int(edge[0]) for edge in ink_boxes(np.asarray(img.convert("L"))[None] < 128)
+    )
+    return img.crop((left, top, right, bottom))
 
 
 #: Corners of a seven-segment digit in a unit box (x right, y down).
