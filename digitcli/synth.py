@@ -17,7 +17,15 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["digit_strokes", "pen_glyph", "render_digit", "segment_digit"]
+__all__ = [
+    "END_MARKS",
+    "SEPARATORS",
+    "digit_strokes",
+    "number_image",
+    "pen_glyph",
+    "render_digit",
+    "segment_digit",
+]
 
 _SUPERSAMPLE = 4
 _MIN_PEN_PX = 1.5
@@ -211,6 +219,31 @@ def _apply_field(pts: np.ndarray, field: tuple[np.ndarray, ...], scale: float) -
     return out
 
 
+def _shape(
+    variant: list[Stroke],
+    aspect: float,
+    slant: float,
+    angle: float,
+    field: tuple[np.ndarray, ...],
+    offsets: np.ndarray,
+    jitter: float,
+) -> list[Stroke]:
+    """Unit box -> physical shape: proportions, wobble, slant, rotation (about the centre).
+
+    The result is in units of the digit's height, centred vertically on 0.
+    """
+    cos_a, sin_a = np.cos(angle), np.sin(angle)
+    shaped = []
+    for i, s in enumerate(variant):
+        p = s * (aspect, 1.0)
+        if jitter:
+            p = _apply_field(p, field, jitter) + offsets[i] * jitter
+        x = p[:, 0] + slant * (0.5 - p[:, 1])
+        y = p[:, 1] - 0.5
+        shaped.append(np.column_stack([x * cos_a - y * sin_a, x * sin_a + y * cos_a]))
+    return shaped
+
+
 def render_digit(
     digit: int,
     *,
@@ -287,16 +320,7 @@ def render_digit(
     stroke = r_stroke if stroke is None else float(stroke)
     slant = r_slant if slant is None else float(slant)
 
-    # Unit box -> physical shape: proportions, wobble, slant, rotation (about the centre).
-    cos_a, sin_a = np.cos(angle), np.sin(angle)
-    shaped = []
-    for i, s in enumerate(variant):
-        p = s * (aspect, 1.0)
-        if jitter:
-            p = _apply_field(p, field, jitter) + offsets[i] * jitter
-        x = p[:, 0] + slant * (0.5 - p[:, 1])
-        y = p[:, 1] - 0.5
-        shaped.append(np.column_stack([x * cos_a - y * sin_a, x * sin_a + y * cos_a]))
+    shaped = _shape(variant, aspect, slant, angle, field, offsets, jitter)
 
     # Fit the skeleton (plus pen) into the available box, centred.
     allp = np.concatenate(shaped)
@@ -456,3 +480,363 @@ def segment_digit(digit: int, *, seed: int, size: int = 64) -> Image.Image:
     strokes = [[place(corners[c]) for c in _SEGMENTS[s]] for s in _SEGMENT_DIGITS[d]]
     pen_px = max(1, round(pen * height))
     return _ink_on_paper(strokes, pen_px, (size, size), (20, 20, 20), (255, 255, 255))
+
+
+#: Separators :func:`number_image` draws between digits: drawn small, low (``.`` ``,``)
+#: or high (``'``).
+SEPARATORS = ".,'"
+#: Marks :func:`number_image` draws after the last digit: a dash, an equals sign, a long dash.
+END_MARKS = ("-", "=", "\u2014")
+
+#: Ballpoint inks: near-black, dark grey, blue-black, blue.
+_INKS = ((28, 30, 38), (52, 54, 62), (24, 36, 96), (30, 48, 138))
+#: Tints of the lines of a security ground (cheque paper).
+_TINTS = ((150, 175, 215), (165, 200, 170), (215, 170, 180), (175, 175, 175), (200, 185, 150))
+
+
+def _parse_number(text: str) -> list[str]:
+    """`text` as a list of tokens: single digits, separators and at most one end mark (last)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    body, end = text, ""
+    for mark in END_MARKS:
+        if text.endswith(mark):
+            body, end = text[: -len(mark)], mark
+            break
+    tokens = list(body)
+    ok = bool(tokens) and tokens[0].isdigit() and tokens[-1].isdigit()
+    for a, b in zip(tokens, tokens[1:], strict=False):
+        ok = ok and (a.isdigit() or b.isdigit()) and (a.isdigit() or a in SEPARATORS)
+    ok = ok and all(t in "0123456789" + SEPARATORS for t in tokens)
+    if not ok:
+        raise ValueError(
+            f"text must be digits 0-9 with single separators {SEPARATORS!r} between them and "
+            f"an optional end mark {END_MARKS!r}, got {text!r}"
+        )
+    return tokens + ([end] if end else [])
+
+
+def _dense(stroke: np.ndarray, step: float) -> np.ndarray:
+    """The polyline with points inserted so that neighbours are at most `step` apart."""
+    if len(stroke) < 2:
+        return stroke
+    seg = np.diff(stroke, axis=0)
+    n = np.maximum(1, np.ceil(np.hypot(seg[:, 0], seg[:, 1]) / step)).astype(int)
+    parts = [stroke[i] + seg[i] * (np.arange(n[i])[:, None] / n[i]) for i in range(len(seg))]
+    return np.concatenate([*parts, stroke[-1:]])
+
+
+class _Rows:
+    """Leftmost and rightmost skeleton x in each 1-pixel row of a strip of the page."""
+
+    def __init__(self, top: float, rows: int) -> None:
+        self.top, self.rows = top, rows
+
+    def _index(self, pts: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor(pts[:, 1] - self.top).astype(int), 0, self.rows - 1)
+
+    def right(self, pts: np.ndarray) -> np.ndarray:
+        out = np.full(self.rows, -np.inf)
+        np.maximum.at(out, self._index(pts), pts[:, 0])
+        return out
+
+    def left(self, pts: np.ndarray) -> np.ndarray:
+        out = np.full(self.rows, np.inf)
+        np.minimum.at(out, self._index(pts), pts[:, 0])
+        return out
+
+
+def _widen(profile: np.ndarray, r: int) -> np.ndarray:
+    """Running maximum of `profile` over ``2 r + 1`` rows (a right edge seen by a round pen)."""
+    out = profile.copy()
+    for k in range(1, r + 1):
+        out[k:] = np.maximum(out[k:], profile[:-k])
+        out[:-k] = np.maximum(out[:-k], profile[k:])
+    return out
+
+
+def _nearest(a: np.ndarray, b: np.ndarray) -> float:
+    """The least distance between a point of `a` and a point of `b` (``(n, 2)`` each)."""
+    return float(np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1).min()))
+
+
+def _mark_strokes(
+    mark: str, rng: np.random.Generator, h: float, w: float, pen: float
+) -> list[np.ndarray]:
+    """A separator or end mark as polylines in pixels, x from 0, the baseline at y = 0."""
+    if mark == ".":
+        length = pen * rng.uniform(0.15, 0.7)
+        y = -pen / 2 - h * rng.uniform(0.0, 0.05)
+        return [_poly((0.0, y), (length, y - length * rng.uniform(-0.3, 0.5)))]
+    if mark == ",":
+        top = -h * rng.uniform(0.0, 0.08) - pen / 2
+        depth = h * rng.uniform(0.14, 0.24)
+        return [_bezier((0.08 * h, top), (0.09 * h, top + depth * 0.5), (0.0, top + depth), n=8)]
+    if mark == "'":
+        top = -h * rng.uniform(0.92, 1.05)
+        length = h * rng.uniform(0.14, 0.24)
+        return [_poly((0.06 * h, top), (0.06 * h - length * rng.uniform(0.1, 0.45), top + length))]
+    y = -h * rng.uniform(0.38, 0.55)
+    tilt = rng.uniform(-0.08, 0.08)
+    if mark == "=":
+        length = w * rng.uniform(0.6, 1.0)
+        apart = h * rng.uniform(0.16, 0.26)
+        return [
+            _poly((0.0, y - apart / 2), (length, y - apart / 2 + tilt * length)),
+            _poly((rng.uniform(-0.1, 0.1) * w, y + apart / 2), (length, y + apart / 2)),
+        ]
+    length = w * (rng.uniform(1.2, 2.6) if mark == "\u2014" else rng.uniform(0.45, 0.9))
+    return [_poly((0.0, y), (length / 2, y + tilt * length / 2 + rng.normal(0, 0.3)), (length, y))]
+
+
+def _security_ground(
+    rng: np.random.Generator, size: tuple[int, int]
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """A fine pattern of light lines, as on cheque paper: its alpha (0..1) and colour."""
+    width, height = size
+    big = Image.new("L", (width * _SUPERSAMPLE, height * _SUPERSAMPLE), 0)
+    draw = ImageDraw.Draw(big)
+    kind = int(rng.integers(3))  # 0 parallel diagonals, 1 wavy lines, 2 cross-hatch
+    period = rng.uniform(2.2, 4.5) * _SUPERSAMPLE
+    line = max(1, round(rng.uniform(0.5, 1.1) * _SUPERSAMPLE))
+    span = (width + height) * _SUPERSAMPLE
+    if kind == 1:
+        wave, amp = rng.uniform(8.0, 30.0) * _SUPERSAMPLE, rng.uniform(0.5, 2.5) * _SUPERSAMPLE
+        phase = rng.uniform(0, 2 * np.pi)
+        x = np.arange(0, width * _SUPERSAMPLE + 8, 4, dtype=float)
+        for y0 in np.arange(-amp - period, height * _SUPERSAMPLE + amp + period, period):
+            y = y0 + amp * np.sin(2 * np.pi * x / wave + phase + y0 / (3 * period))
+            draw.line(list(zip(x.tolist(), y.tolist(), strict=True)), fill=255, width=line)
+    else:
+        angles = [rng.uniform(25, 65) * rng.choice([-1, 1])]
+        if kind == 2:
+            angles.append(angles[0] - np.sign(angles[0]) * rng.uniform(70, 110))
+        for angle in angles:
+            dx, dy = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+            for c in np.arange(-span, span, period):
+                # The line through (c * -dy, c * dx) along (dx, dy), long enough for the page.
+                px, py = -dy * c + span / 2, dx * c
+                draw.line(
+                    (px - dx * span, py - dy * span, px + dx * span, py + dy * span),
+                    fill=255,
+                    width=line,
+                )
+    alpha = np.asarray(big.reduce(_SUPERSAMPLE), dtype=float) / 255.0 * rng.uniform(0.3, 0.6)
+    tint = _TINTS[int(rng.integers(len(_TINTS)))]
+    return alpha, tint
+
+
+def number_image(
+    text: str,
+    *,
+    seed: int,
+    height: int = 48,
+    gap: tuple[float, float] = (-0.15, 0.40),
+    touching: tuple[int, ...] = (),
+    guide_line: bool = False,
+    texture: bool = False,
+    degrade: bool = False,
+) -> Image.Image:
+    """A handwritten number, such as the amount in figures on a cheque.
+
+    The number is written in one hand: the pen, the ink, the slant, the proportions and the
+    way of writing each digit (its variant, see :func:`digit_strokes`) are chosen once per
+    image; each digit's size, wobble, small turn and place on the line vary a little.
+
+    Parameters
+    ----------
+    text : str
+        What is written: digits, with single separators ``.`` ``,`` ``'`` (see
+        :data:`SEPARATORS`) between digits, then at most one end mark ``-``, ``=`` or a long
+        dash ``\u2014`` (see :data:`END_MARKS`), e.g. ``"10.359"``, ``"1'222"`` or
+        ``"280.000="``. Separators are drawn small and low (``'`` high); the number read
+        from the image is the digits alone.
+    seed : int
+        Seed for ``numpy.random.default_rng``: the same arguments give a byte-identical
+        image.
+    height : int, optional
+        Height in pixels of the ink of a typical digit (each varies by -10% to +4%).
+        Default 48.
+    gap : tuple of float, optional
+        Range of the space between neighbouring digits' boxes, as a fraction of a digit's
+        width: negative values let boxes overlap (a slanted 7 over a 1). The hand picks a
+        spacing in the range, each pair varies round it. Ink never touches ink written
+        before it, except in `touching`: what would come closer than 2 pixels is moved
+        right. Default ``(-0.15, 0.40)``.
+    touching : tuple of int, optional
+        Digit pairs drawn touching: ``i`` makes the ``i``-th digit's ink (counting digits
+        only, from 0) run into the next digit's. Default none.
+    guide_line : bool, optional
+        Draw a thin printed line across the whole width, under or through the bottom of
+        the digits. Default False.
+    texture : bool, optional
+        Draw the ground as security paper: a fine pattern of light tinted lines (parallel,
+        wavy or cross-hatched), much lighter than the ink. Default False.
+    degrade : bool, optional
+        Blur slightly, add noise and compress as a low-quality JPEG. Default False.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB, dark grey or blue ink on white or cream; about ``1.4 * height`` pixels high,
+        as wide as the writing plus margins.
+
+    Raises
+    ------
+    ValueError
+        If `text` is not of the form above, `height` is below 8, the `gap` range is not
+        ordered or a `touching` index is not a pair of adjacent digits.
+
+    Examples
+    --------
+    >>> img = number_image("25.441", seed=0, texture=True)
+    >>> img.mode, img.height > 48
+    ('RGB', True)
+    """
+    tokens = _parse_number(text)
+    if isinstance(height, bool) or int(height) != height or height < 8:
+        raise ValueError(f"height must be an integer >= 8, got {height!r}")
+    lo_gap, hi_gap = (float(g) for g in gap)
+    if not lo_gap <= hi_gap:
+        raise ValueError(f"gap must be an ordered range (low, high), got {gap!r}")
+    digit_at = [i for i, t in enumerate(tokens) if t.isdigit()]
+    touch_before = set()  # token indices of digits drawn touching the digit before them
+    for i in touching:
+        if int(i) != i or not 0 <= i < len(digit_at) - 1 or digit_at[i + 1] != digit_at[i] + 1:
+            raise ValueError(f"touching index {i!r} is not a pair of adjacent digits in {text!r}")
+        touch_before.add(digit_at[i + 1])
+
+    rng = np.random.default_rng(seed)
+    h = float(height)
+    # The hand: one pen, ink, slant, width, spacing and way of writing each digit.
+    pen = max(h * rng.uniform(0.045, 0.078), _MIN_PEN_PX)
+    ink = np.asarray(_INKS[int(rng.integers(len(_INKS)))]) + rng.integers(-8, 9, size=3)
+    slant = rng.uniform(-0.08, 0.32)
+    aspect = rng.uniform(0.5, 0.68)
+    variant_pick = rng.random(10)
+    spacing = rng.uniform(lo_gap, hi_gap)
+    width = aspect * h  # a typical digit's width, the unit of the gaps
+
+    rows = _Rows(top=-2.0 * h, rows=int(3.5 * h))
+    reach = int(np.ceil(pen))
+    placed: list[np.ndarray] = []  # strokes in page pixels, y = 0 on the baseline
+    right_edge = np.full(rows.rows, -np.inf)  # of all the skeletons placed
+    before = np.empty((0, 2))  # the skeletons placed, as points at most half a pixel apart
+    box_right = 0.0
+    for t_index, token in enumerate(tokens):
+        if token.isdigit():
+            variants = _VARIANTS[int(token)]
+            variant = variants[int(variant_pick[int(token)] * len(variants))]
+            size = h * rng.uniform(0.9, 1.04)
+            shaped = _shape(
+                variant,
+                aspect * rng.uniform(0.92, 1.08),
+                slant + rng.uniform(-0.05, 0.05),
+                np.radians(rng.uniform(-4.0, 4.0)),
+                _smooth_field(rng),
+                rng.normal(0.0, 0.5, size=(_MAX_STROKES, 2)),
+                0.03,
+            )
+            allp = np.concatenate(shaped)
+            lo, hi = allp.min(axis=0), allp.max(axis=0)
+            k = (size - pen) / max(hi[1] - lo[1], 1e-6)
+            lift = rng.normal(0.0, 0.025 * h) - pen / 2
+            strokes = [(p - (lo[0], hi[1])) * k + (0.0, lift) for p in shaped]
+            want = spacing + rng.normal(0.0, 0.07)
+            want = float(np.clip(want, lo_gap, hi_gap)) * width
+        else:
+            strokes = _mark_strokes(token, rng, h, width, pen)
+            lo_x = min(float(s[:, 0].min()) for s in strokes)
+            strokes = [s - (lo_x, 0.0) for s in strokes]
+            want = rng.uniform(0.15, 0.6 if token in END_MARKS else 0.3) * width
+        dense = np.concatenate([_dense(s, 0.5) for s in strokes])
+        left = rows.left(dense)
+        if not placed:
+            x0 = 0.0
+        elif t_index in touch_before:
+            # Skeletons closer than the pen where they come nearest: the inks run together.
+            # Start clear of the rows round each row, so the digit does not nest in a
+            # hollow of the one before (an 8 in the bowl of a 2), then close in.
+            target = pen * rng.uniform(0.5, 0.85)
+            x0 = np.max(_widen(right_edge, round(0.3 * h)) - left) + target
+            for _ in range(20):
+                d = _nearest(dense + (x0, 0.0), before)
+                if d <= target + 0.25:
+                    break
+                x0 -= d - target  # moves each point by that much: never closer than target
+        else:
+            # Ink at least 2 pixels clear of all ink before, else as far as the gap says.
+            need = pen + 2.0
+            x0 = max(box_right + want, np.max(_widen(right_edge, reach) - left) + need)
+            while (d := _nearest(dense + (x0, 0.0), before)) < need:
+                x0 += need - d + 0.25
+        strokes = [s + (x0, 0.0) for s in strokes]
+        placed.extend(strokes)
+        before = np.concatenate([before, dense + (x0, 0.0)])
+        right_edge = np.maximum(right_edge, rows.right(dense + (x0, 0.0)))
+        box_right = max(box_right, max(float(s[:, 0].max()) for s in strokes))
+
+    # The line of writing drifts a little up or down.
+    drift = rng.uniform(-0.03, 0.03)
+    placed = [s + np.column_stack([np.zeros(len(s)), drift * s[:, 0]]) for s in placed]
+    allp = np.concatenate(placed)
+    lo, hi = allp.min(axis=0) - pen / 2, allp.max(axis=0) + pen / 2
+    margins = h * rng.uniform([0.1, 0.06, 0.1, 0.1], [0.5, 0.22, 0.5, 0.3])  # l, t, r, b
+    guide_y = rng.uniform(-0.12, 0.14) * h + drift * (hi[0] + lo[0]) / 2
+    guide_w = rng.uniform(0.8, 1.7)
+    if guide_line:
+        hi[1] = max(hi[1], guide_y + guide_w)
+    origin = lo - margins[:2]
+    size = (
+        int(np.ceil(hi[0] - lo[0] + margins[0] + margins[2])),
+        int(np.ceil(hi[1] - lo[1] + margins[1] + margins[3])),
+    )
+    strokes_big = [[(float(x), float(y)) for x, y in (s - origin) * _SUPERSAMPLE] for s in placed]
+    ink_mask = _ink_on_paper(
+        strokes_big, max(1, round(pen * _SUPERSAMPLE)), size, (255, 255, 255), (0, 0, 0)
+    )
+    ink_alpha = np.asarray(ink_mask.convert("L"), dtype=float) / 255.0
+    # A ballpoint's ink is uneven: lighter here and there along the stroke.
+    coarse = rng.uniform(0.72, 1.0, size=(max(2, size[1] // 6), max(2, size[0] // 6)))
+    pressure = Image.fromarray((coarse * 255).astype(np.uint8)).resize(size, Image.BILINEAR)
+    ink_alpha *= np.asarray(pressure, dtype=float) / 255.0 * rng.uniform(0.95, 1.0)
+
+    paper = np.asarray(rng.uniform([242, 240, 232], [255, 255, 252]))
+    page = np.broadcast_to(paper, (size[1], size[0], 3)).copy()
+    guide_grey = rng.uniform(40, 120)
+    # Texture and degradation draw from streams of their own: turning them on or off
+    # leaves the writing as it is.
+    if texture:
+        alpha, tint = _security_ground(np.random.default_rng((seed, 1)), size)
+        page += (np.asarray(tint) - page) * alpha[..., None]
+    if guide_line:
+        y = (guide_y - origin[1]) * _SUPERSAMPLE
+        big = Image.new("L", (size[0] * _SUPERSAMPLE, size[1] * _SUPERSAMPLE), 0)
+        ImageDraw.Draw(big).line(
+            (0, y, size[0] * _SUPERSAMPLE, y), fill=255, width=round(guide_w * _SUPERSAMPLE)
+        )
+        line_alpha = np.asarray(big.reduce(_SUPERSAMPLE), dtype=float)[..., None] / 255.0
+        page += (guide_grey - page) * line_alpha
+    page += (ink - page) * ink_alpha[..., None]
+    img = Image.fromarray(np.clip(np.rint(page), 0, 255).astype(np.uint8), "RGB")
+    if degrade:
+        img = _degrade(img, np.random.default_rng((seed, 2)))
+    return img
+
+
+def _degrade(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Slight blur, sensor noise and a low-quality JPEG round trip."""
+    import io
+
+    from PIL import ImageFilter
+
+    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
+    noisy = np.asarray(img, dtype=float) + rng.normal(
+        0.0, rng.uniform(2.0, 6.0), (*img.size[::-1], 3)
+    )
+    img = Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(rng.integers(35, 80)))
+    buf.seek(0)
+    with Image.open(buf) as jpeg:
+        return jpeg.convert("RGB")
