@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -380,12 +380,50 @@ def iter_converted(
         One chunk's results (see :func:`convert_chunk`).
     """
     convert = functools.partial(convert_chunk, invert=invert)
+    yield from map_chunks(convert, paths, jobs=jobs, chunk_size=chunk_size, salvage=_one_by_one)
+
+
+#: What a chunk function returns: the chunk's paths first, then its results.
+Chunked = TypeVar("Chunked", bound=tuple[Any, ...])
+
+
+def map_chunks(
+    fn: Callable[[list[str]], Chunked],
+    paths: Iterable[str],
+    *,
+    jobs: int = 1,
+    chunk_size: int = BATCH_SIZE,
+    salvage: Callable[[list[str], Callable[[list[str]], Chunked]], Chunked],
+) -> Iterator[Chunked]:
+    """Run `fn` on chunks of files, in input order, in parallel (:func:`ordered_map`).
+
+    Chunks hold at most `chunk_size` files and about :data:`CHUNK_BYTES`. Workers of a
+    chosen joblib backend (a Dask cluster) run in folders of their own: they are given
+    absolute paths, and the results keep the paths as given (the first item of each
+    result is replaced by the chunk's paths).
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(paths)`` -> a tuple whose first item is the paths.
+    paths : iterable of str
+        Image files (consumed lazily).
+    jobs : int
+        Worker processes (1 = here).
+    chunk_size : int
+        Files per chunk.
+    salvage : callable
+        ``salvage(paths, fn)`` for a chunk that killed its worker twice (one file at a time).
+
+    Yields
+    ------
+    tuple
+        ``fn(chunk)`` for each chunk, in order.
+    """
     chunks = _chunks(iter(paths), chunk_size)
     if joblib_backend() is None:  # here, or in forked workers: they share this folder
-        yield from ordered_map(convert, chunks, jobs=jobs, salvage=_one_by_one)
+        yield from ordered_map(fn, chunks, jobs=jobs, salvage=salvage)
         return
-    # Workers of a chosen backend (a Dask cluster) run in folders of their own: they are
-    # given absolute paths, and the rows keep the paths as given.
     given: collections.deque[list[str]] = collections.deque()
 
     def absolute() -> Iterator[list[str]]:
@@ -393,8 +431,8 @@ def iter_converted(
             given.append(chunk)
             yield [os.path.abspath(p) for p in chunk]
 
-    for _, features, errors in ordered_map(convert, absolute(), jobs=jobs, salvage=_one_by_one):
-        yield given.popleft(), features, errors
+    for result in ordered_map(fn, absolute(), jobs=jobs, salvage=salvage):
+        yield (given.popleft(), *result[1:])  # type: ignore[misc]
 
 
 def classify_batches(
@@ -561,8 +599,7 @@ class JsonlWriter:
                 if result.probabilities is None
                 else [round(float(p), 4) for p in result.probabilities]
             )
-        line = json.dumps(row, ensure_ascii=False)
-        self.stream.write(_LONE_SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", line) + "\n")
+        self.stream.write(json_line(row))
 
     def flush(self) -> None:
         """Flush the lines written so far to the stream."""
@@ -571,6 +608,13 @@ class JsonlWriter:
 
 #: The characters that surrogateescape gives the bytes of a name that are not UTF-8.
 _LONE_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One JSON line (with its line end): a path's bytes that are not UTF-8 as ``\\udcXX``."""
+    line = json.dumps(row, ensure_ascii=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", line) + "\n"
+
 
 WRITERS = {"csv": CsvWriter, "jsonl": JsonlWriter}
 
@@ -583,6 +627,8 @@ __all__ = [
     "WRITERS",
     "convert_chunk",
     "iter_converted",
+    "json_line",
+    "map_chunks",
     "read_path_list",
     "Result",
     "WalkStats",

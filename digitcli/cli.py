@@ -157,125 +157,138 @@ def cli() -> None:
     """
 
 
-@cli.command()
-@click.argument("inputs", nargs=-1, type=click.Path(path_type=str, readable=False))
-@click.option(
-    "-o",
-    "--output",
-    default="-",
-    metavar="FILE",
-    help="Where to write the rows ('-' = stdout, the default).",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["csv", "jsonl"], case_sensitive=False),
-    default=None,
-    help="CSV with a header, or one JSON object per line (default: jsonl for an -o "
-    "ending in .jsonl, else csv).",
-)
-@click.option("--probabilities", is_flag=True, help="Add each digit's probability (p0..p9).")
-@click.option(
-    "--min-confidence",
-    type=FiniteFloatRange(0, 1),
-    metavar="P",
-    help="Mark rows whose confidence is below P: their error says 'low confidence' "
-    "(the digit is kept), so scripts can send them to a person.",
-)
-@click.option(
-    "--files-from",
-    type=click.File("r", encoding="utf-8", errors="surrogateescape", lazy=False),
-    metavar="FILE",
-    help="Also read paths from FILE, one per line ('-' = stdin).",
-)
-@click.option(
-    "-0", "--null", is_flag=True, help="--files-from separates paths by NUL (find -print0)."
-)
-@_jobs_option("the conversion")
-@_scheduler_option
-@_model_option
-@_invert_option
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
-def classify(
-    inputs: tuple[str, ...],
-    output: str,
-    fmt: str,
-    probabilities: bool,
-    min_confidence: float | None,
-    files_from: Any,
-    null: bool,
-    jobs: int,
-    scheduler: str | None,
-    model_path: str | None,
-    invert: bool | None,
-    quiet: bool,
+def _batch_options(what: str) -> Any:
+    """The options that classify and read share: inputs, output, workers, model, polarity."""
+
+    def apply(f: Any) -> Any:
+        for option in reversed(
+            [
+                click.argument("inputs", nargs=-1, type=click.Path(path_type=str, readable=False)),
+                click.option(
+                    "-o",
+                    "--output",
+                    default="-",
+                    metavar="FILE",
+                    help="Where to write the rows ('-' = stdout, the default).",
+                ),
+                click.option(
+                    "--format",
+                    "fmt",
+                    type=click.Choice(["csv", "jsonl"], case_sensitive=False),
+                    default=None,
+                    help="CSV with a header, or one JSON object per line (default: jsonl for "
+                    "an -o ending in .jsonl, else csv).",
+                ),
+                click.option(
+                    "--min-confidence",
+                    type=FiniteFloatRange(0, 1),
+                    metavar="P",
+                    help="Flag rows whose confidence is below P ('low confidence' in the flag "
+                    f"column; the {what} is kept), so scripts can send them to a person.",
+                ),
+                click.option(
+                    "--files-from",
+                    type=click.File("r", encoding="utf-8", errors="surrogateescape", lazy=False),
+                    metavar="FILE",
+                    help="Also read paths from FILE, one per line ('-' = stdin).",
+                ),
+                click.option(
+                    "-0",
+                    "--null",
+                    is_flag=True,
+                    help="--files-from separates paths by NUL (find -print0).",
+                ),
+                _jobs_option("the conversion"),
+                _scheduler_option,
+                _model_option,
+                _invert_option,
+                click.option(
+                    "-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr."
+                ),
+            ]
+        ):
+            f = option(f)
+        return f
+
+    return apply
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """What classify and read were asked, parsed alike."""
+
+    inputs: tuple[str, ...]
+    output: str
+    fmt: str
+    min_confidence: float | None
+    files_from: Any
+    null: bool
+    jobs: int
+    scheduler: str | None
+    model_path: str | None
+    invert: bool | None
+    quiet: bool
+
+
+def _run_batches(
+    batch: _Batch,
+    verb: tuple[str, str],
+    start: Any,
+    make_writer: Any,
 ) -> None:
-    """Classify image files, folders and glob patterns; write one row per image.
+    """Walk the inputs, run `start(paths, model)`'s batches, write rows, summarise, exit.
 
-    Folders are searched recursively (sorted; hidden and non-image files skipped).
-    Rows are written as they are done, in input order. Columns: path, digit,
-    confidence, error (empty when the image was read). A file that cannot be read is a
-    row with its error, and the run goes on; the exit code is then 1.
-
-    \b
-    Examples:
-      digitcli classify photo.jpg
-      digitcli classify scans/ -o predictions.csv
-      digitcli classify 'scans/**/*.png' --format jsonl --min-confidence 0.9
-      find scans -name '*.jpg' | digitcli classify --files-from - -o out.csv
+    `verb` is the progress bar's word and the summary's (``classifying``, ``classified``).
+    Each result needs ``failed`` (no reading) and ``flag``.
     """
     import itertools
 
-    from digitcli.batch import WRITERS, WalkStats, classify_batches, iter_inputs, read_path_list
+    from digitcli.batch import WalkStats, iter_inputs, read_path_list
 
+    inputs, files_from = batch.inputs, batch.files_from
     if not inputs and files_from is None:
         raise click.UsageError("give image files or folders, or --files-from")
-    if null and files_from is None:
+    if batch.null and files_from is None:
         raise click.UsageError("-0/--null goes with --files-from")
-    fmt = (fmt or ("jsonl" if output.lower().endswith(".jsonl") else "csv")).lower()
-    _refuse_output_among_inputs(output, inputs)
-    model = _load_model(model_path)
+    fmt = (batch.fmt or ("jsonl" if batch.output.lower().endswith(".jsonl") else "csv")).lower()
+    _refuse_output_among_inputs(batch.output, inputs)
+    model = _load_model(batch.model_path)
     stats = WalkStats()
 
     def sources() -> Any:
-        listed = read_path_list(files_from, sep="\0" if null else "\n") if files_from else ()
+        sep = "\0" if batch.null else "\n"
+        listed = read_path_list(files_from, sep=sep) if files_from else ()
         return itertools.chain(inputs, listed)
 
     for missing in (p for p in inputs if not os.path.lexists(p) and not glob.has_magic(p)):
         click.echo(f"not found: {missing}", err=True)
     started = time.perf_counter()
     done = failed = unsure = 0
-    bar = not quiet and not (output == "-" and sys.stdout.isatty())
+    bar = not batch.quiet and not (batch.output == "-" and sys.stdout.isatty())
     with (
-        _cluster(scheduler),
-        _open_output(output) as stream,
-        _classify_progress(bar, inputs, files_from) as tick,
+        _cluster(batch.scheduler),
+        _open_output(batch.output) as stream,
+        _files_progress(bar, verb[0], inputs, files_from) as tick,
     ):
-        writer = WRITERS[fmt](stream, probabilities)
-        batches = classify_batches(
-            iter_inputs(sources(), stats),
-            model,
-            invert=invert,
-            jobs=_cores(jobs),
-            min_confidence=min_confidence,
-        )
+        writer = make_writer(fmt, stream)
+        batches = start(iter_inputs(sources(), stats), model)
         try:
             for results in batches:
                 for result in results:
                     writer.write(result)
                     done += 1
-                    failed += result.digit is None
+                    failed += bool(result.error)
                     unsure += bool(result.flag)
                 writer.flush()  # rows reach the reader as each batch is done
                 tick(len(results))
         finally:
             batches.close()  # stops the workers at once when the run ends early
-    if not quiet:
+    if not batch.quiet:
         elapsed = time.perf_counter() - started
-        parts = [f"{done - failed} classified", f"{failed} failed"]
+        parts = [f"{done - failed} {verb[1]}", f"{failed} failed"]
         if stats.skipped:
             parts.append(f"{stats.skipped} skipped")
-        if min_confidence is not None:
+        if batch.min_confidence is not None:
             parts.append(f"{unsure} below --min-confidence")
         rate = done / elapsed if elapsed > 0 else 0.0
         click.echo(f"{', '.join(parts)} in {elapsed:.2f} s ({rate:.0f} images/s)", err=True)
@@ -284,6 +297,95 @@ def classify(
         raise click.ClickException(f"no images found in {named}")
     if failed:
         click.get_current_context().exit(1)
+
+
+@cli.command()
+@_batch_options("digit")
+@click.option("--probabilities", is_flag=True, help="Add each digit's probability (p0..p9).")
+def classify(probabilities: bool, **options: Any) -> None:
+    """Classify image files, folders and glob patterns; write one row per image.
+
+    Folders are searched recursively (sorted; hidden and non-image files skipped).
+    Rows are written as they are done, in input order. Columns: path, digit,
+    confidence, error (empty when the image was read), flag. A file that cannot be
+    read is a row with its error, and the run goes on; the exit code is then 1. An
+    image that holds several digits side by side is flagged 'several digits: use read'.
+
+    \b
+    Examples:
+      digitcli classify photo.jpg
+      digitcli classify scans/ -o predictions.csv
+      digitcli classify 'scans/**/*.png' --format jsonl --min-confidence 0.9
+      find scans -name '*.jpg' | digitcli classify --files-from - -o out.csv
+    """
+    from digitcli.batch import WRITERS, classify_batches
+
+    batch = _Batch(**options)
+
+    def start(paths: Any, model: Any) -> Any:
+        return classify_batches(
+            paths,
+            model,
+            invert=batch.invert,
+            jobs=_cores(batch.jobs),
+            min_confidence=batch.min_confidence,
+        )
+
+    _run_batches(
+        batch,
+        ("classifying", "classified"),
+        start,
+        lambda fmt, stream: WRITERS[fmt](stream, probabilities),
+    )
+
+
+@cli.command()
+@_batch_options("number")
+@click.option(
+    "--details",
+    is_flag=True,
+    help="Add each character's value, probability and box (top, bottom, left, right).",
+)
+@click.option(
+    "--keep-separators",
+    is_flag=True,
+    help="Keep thousands separators and decimal points (. , ') in the number: 10.359.",
+)
+def read(details: bool, keep_separators: bool, **options: Any) -> None:
+    """Read a handwritten number (an amount, a code) in each image; one row per image.
+
+    Inputs are taken as classify takes them. Columns: path, number (the digits in
+    reading order, empty when none were found), confidence (that the whole number is
+    right), digits (how many), error, flag. Separators, dashes, '=' and guide lines
+    are not digits and are left out. One line of digits is read per image: several
+    lines are read as one, left to right.
+
+    \b
+    Examples:
+      digitcli read amounts/ -o numbers.csv
+      digitcli read cheque.jpg --details --format jsonl
+      digitcli read 'scans/*.png' --keep-separators --min-confidence 0.8
+    """
+    from digitcli.reading import NUMBER_WRITERS, read_batches
+
+    batch = _Batch(**options)
+
+    def start(paths: Any, model: Any) -> Any:
+        return read_batches(
+            paths,
+            model,
+            invert=batch.invert,
+            jobs=_cores(batch.jobs),
+            min_confidence=batch.min_confidence,
+            keep_separators=keep_separators,
+        )
+
+    _run_batches(
+        batch,
+        ("reading", "read"),
+        start,
+        lambda fmt, stream: NUMBER_WRITERS[fmt](stream, details),
+    )
 
 
 def _is_inside(path: str, folder: str) -> bool:
@@ -311,7 +413,9 @@ def _refuse_output_among_inputs(output: str, inputs: tuple[str, ...]) -> None:
 
 
 @contextlib.contextmanager
-def _classify_progress(wanted: bool, inputs: tuple[str, ...], files_from: Any) -> Iterator[Any]:
+def _files_progress(
+    wanted: bool, verb: str, inputs: tuple[str, ...], files_from: Any
+) -> Iterator[Any]:
     """Yield ``tick(n)``: advances a rich progress bar when wanted and stderr is a terminal.
 
     The bar is redrawn by the ticks (at most ten times a second), not by a thread of its
@@ -342,7 +446,7 @@ def _classify_progress(wanted: bool, inputs: tuple[str, ...], files_from: Any) -
     if files_from is None:  # count first (names only) so that the bar has an ETA
         total = sum(1 for _ in iter_inputs(inputs))
     columns = (
-        TextColumn("classifying"),
+        TextColumn(verb),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
@@ -352,7 +456,7 @@ def _classify_progress(wanted: bool, inputs: tuple[str, ...], files_from: Any) -
     with Progress(
         *columns, console=Console(stderr=True), transient=True, auto_refresh=False
     ) as bar:
-        task = bar.add_task("classify", total=total)
+        task = bar.add_task(verb, total=total)
         last = 0.0
 
         def tick(n: int) -> None:
@@ -423,12 +527,18 @@ def _quiet_closed_stdout() -> None:
     type=click.Path(exists=True, file_okay=False),
     help="Evaluate on a labelled image folder laid out as DIR/<digit>/<file>.",
 )
+@click.option(
+    "--numbers",
+    type=click.Path(exists=True, dir_okay=False),
+    metavar="LABELS.csv",
+    help="Evaluate `read` on whole numbers: a CSV of file,number (files relative to it).",
+)
 @_invert_option
 @click.option(
     "--errors",
     "errors_png",
     type=click.Path(dir_okay=False, writable=True),
-    help="With --images: write a contact sheet of the misread images to this PNG.",
+    help="With --images or --numbers: write a contact sheet of the misread images to this PNG.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @_jobs_option("converting --images")
@@ -437,6 +547,7 @@ def evaluate(
     model_path: str | None,
     data: str | None,
     images: str | None,
+    numbers: str | None,
     invert: bool | None,
     errors_png: str | None,
     as_json: bool,
@@ -453,19 +564,23 @@ def evaluate(
       digitcli eval --json
       digitcli eval --data optdigits.tes
       digitcli eval --images sample_images --errors misread.png
+      digitcli eval --numbers amounts/labels.csv --errors wrong.png
     """
     from digitcli.datasets import load_optdigits_csv
     from digitcli.evaluation import compute_metrics
 
-    if data and images:
-        raise click.UsageError("use --data or --images, not both")
-    if errors_png and not images:
-        raise click.UsageError("--errors needs --images")
-    if scheduler and not images:  # the Digits split and a CSV are scored here, at once
-        raise click.UsageError("--scheduler goes with --images")
-    if errors_png and _is_inside(errors_png, images):
+    if sum(map(bool, (data, images, numbers))) > 1:
+        raise click.UsageError("use one of --data, --images and --numbers")
+    if errors_png and not (images or numbers):
+        raise click.UsageError("--errors needs --images or --numbers")
+    if scheduler and not (images or numbers):  # the Digits split and a CSV: scored at once
+        raise click.UsageError("--scheduler goes with --images or --numbers")
+    if errors_png and images and _is_inside(errors_png, images):
         raise click.UsageError(f"--errors {errors_png} is inside the --images folder {images}")
     model = _load_model(model_path)
+    if numbers:
+        _evaluate_numbers(numbers, model, invert, errors_png, as_json, jobs, scheduler)
+        return
     if images:
         from digitcli.evaluation import evaluate_folder
 
@@ -517,6 +632,61 @@ def evaluate(
     console = Console()
     for table in render_metrics(metrics, source, notes):
         console.print(table)
+
+
+def _evaluate_numbers(
+    labels: str,
+    model: model_io.Model,
+    invert: bool | None,
+    errors_png: str | None,
+    as_json: bool,
+    jobs: int,
+    scheduler: str | None,
+) -> None:
+    """``eval --numbers``: read the labelled images, print the metrics, draw the errors."""
+    from digitcli.number_eval import (
+        digits_read,
+        evaluate_numbers,
+        number_error_sheet,
+        number_metrics,
+        render_number_metrics,
+    )
+
+    with _cluster(scheduler):
+        labelled, results = evaluate_numbers(labels, model, invert=invert, jobs=_cores(jobs))
+    reads = [digits_read(r) for r in results]
+    truths = [x.number for x in labelled]
+    metrics = number_metrics(truths, reads)
+    failed = sum(bool(r.error) for r in results)
+    if errors_png:
+        wrong = [
+            (x.path, x.number, r)
+            for x, r, d in zip(labelled, results, reads, strict=True)
+            if d != x.number
+        ]
+        if not wrong:
+            click.echo("no numbers read wrong: no sheet written", err=True)
+        else:
+            try:
+                written = number_error_sheet(wrong, errors_png)
+            except OSError as exc:
+                raise click.ClickException(
+                    f"cannot write {errors_png}: {exc.strerror or exc}"
+                ) from None
+            click.echo(
+                f"{len(wrong)} numbers read wrong drawn in {', '.join(map(str, written))}", err=True
+            )
+    source = f"numbers in {labels}"
+    if as_json:
+        click.echo(json.dumps({"source": source, "failed": failed, **metrics}, indent=2))
+        return
+    from rich.console import Console
+
+    console = Console()
+    for table in render_number_metrics(metrics, source):
+        console.print(table)
+    if failed:
+        click.echo(f"{failed} images could not be read (counted as read wrong)", err=True)
 
 
 def _recorded_holdouts(metadata: dict[str, Any]) -> list[str]:

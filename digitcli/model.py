@@ -123,6 +123,18 @@ class Kernel:
             out[part] = _softmax(_rbf(Z[part], self._exponents) @ self.W + self.b)
         return out
 
+    def nearest(self, Z: np.ndarray) -> np.ndarray:
+        """Squared distance ``(n,)`` from each scaled input row to its nearest centre."""
+        out = np.empty(len(Z))
+        for start in range(0, len(Z), _ROWS):  # bounds the (rows, centres) array
+            part = Z[start : start + _ROWS]
+            extended = np.column_stack(
+                [part, np.ones(len(part)), np.einsum("ij,ij->i", part, part)]
+            )
+            closest = (extended @ self._exponents).max(axis=1)  # -gamma * distance**2
+            out[start : start + len(part)] = np.maximum(-closest / self.gamma, 0.0)
+        return out
+
 
 def _rbf_exponents(centres: np.ndarray, gamma: float) -> np.ndarray:
     # -gamma * |z - c|^2 = [z, 1, |z|^2] @ [2 gamma c; -gamma |c|^2; -gamma]: one matrix product.
@@ -258,6 +270,29 @@ class Model:
             total *= 1 - self.kernel.weight
             total += self.kernel.weight * self.kernel.predict_proba(Z)
         return total
+
+    def strangeness(self, X: np.ndarray) -> np.ndarray | None:
+        """How far each feature row lies from every digit the model was fitted on.
+
+        The squared distance, in the networks' scaled inputs, to the nearest centre of the
+        kernel member (each centre is a training image). A fragment of a digit, or two
+        digits read as one, lie far from all of them, though a network may still be sure
+        of its answer. ``None`` for a model without a kernel member.
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            Shape ``(n, 64)``, Digits features.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            Shape ``(n,)``, float64, at least 0.
+        """
+        if self.kernel is None:
+            return None
+        X = np.asarray(X, dtype=np.float64).reshape(-1, N_FEATURES)
+        return self.kernel.nearest((X - self.x_offset) / self.x_scale)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Most likely digit and its probability for each feature row.

@@ -189,7 +189,7 @@ def test_eval_usage_errors(runner, tmp_path):
     csv_file = tmp_path / "a.csv"
     csv_file.write_text("0," * 64 + "1\n")
     result = runner.invoke(cli, ["eval", "--data", str(csv_file), "--images", str(tmp_path)])
-    assert result.exit_code == 2 and "not both" in result.stderr
+    assert result.exit_code == 2 and "use one of --data, --images and --numbers" in result.stderr
     result = runner.invoke(cli, ["eval", "--data", str(tmp_path / "missing.csv")])
     assert result.exit_code == 2
     result = runner.invoke(cli, ["eval", "--images", str(tmp_path)])
@@ -629,7 +629,7 @@ def test_classify_progress_bar_draws_without_a_thread(tmp_path, make_digit, monk
         make_digit(d, f"in/{d}.png")
     monkeypatch.setattr(sys, "stderr", Terminal())
     threads = threading.active_count()
-    with cli_module._classify_progress(True, (str(tmp_path / "in"),), None) as tick:
+    with cli_module._files_progress(True, "classifying", (str(tmp_path / "in"),), None) as tick:
         assert threading.active_count() == threads  # the workers can still be forked
         tick(3)
         drawn = sys.stderr.getvalue()

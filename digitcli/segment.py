@@ -1,0 +1,594 @@
+"""Segment: a line of handwriting -> its digits, each read by the classifier.
+
+The steps, for one grey image holding one line of digits (an amount, a code):
+
+1. **Ink** as for single digits (:mod:`digitcli.conversion.ink`): polarity, ground removal,
+   Otsu's level; the mask is every pixel above it.
+2. **Slant**: the line is sheared so that its strokes stand upright (the shear whose
+   column profile is the most peaked), so that straight cuts between digits fit.
+3. **Pieces** (:func:`~digitcli.conversion.pieces.piece_table`): dust, guide lines and
+   bands along the border drop out; the line's digit height is the height of its tall
+   pieces.
+4. **Marks**: pieces much shorter than a digit are joined to the digit they stand over (a
+   5's flag, a 7's bar) or, when they stand alone, are separators (``.`` ``,`` ``'``) or
+   dashes, which are no digits. Tall pieces over one another are joined (a broken 4).
+5. **Cuts**: a group of ink as wide as several digits is cut. Candidate cuts are the
+   valleys of its column profile; dynamic programming chooses the cuts whose pieces the
+   classifier reads best, with a prior on a digit's width, so that slivers and merged
+   pairs score badly.
+6. Each piece goes through NIST's steps (:func:`~digitcli.conversion.nist.nist_steps`) and
+   the model, all the candidates of a line in one stack and one forward pass.
+
+Only one line of digits is read: a page of several lines is read as one line (its digits
+in the order of their left edges).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from digitcli.conversion.ink import ink_masks, ink_strength
+from digitcli.conversion.nist import block_counts, nist_steps
+from digitcli.conversion.pieces import piece_table
+
+#: Shears tried for the line's slant (columns moved per row, relative to the height).
+SLANTS = np.linspace(-0.6, 0.6, 13)
+#: Pieces smaller than this fraction of the line's largest piece are dust.
+DUST_FRACTION = 0.03
+#: A piece shorter than this fraction of the digit height is a mark (a dot, a dash, a bar).
+MARK_HEIGHT = 0.5
+#: Ink in horizontal runs this long (a fraction of the image's width) is a guide line ...
+LINE_LENGTH = 0.3
+LINE_HEIGHTS = 1.0
+#: ... except where the ink runs on vertically beyond this many times the line's thickness.
+LINE_CROSSING = 1.5
+#: A mark smaller than this fraction of the digit height each way is a dot.
+DOT_SIZE = 0.3
+#: A group wider than this many digit heights may hold several digits and is cut.
+SPLIT_WIDTH = 0.75
+#: Widths (in digit heights) that one digit's cut may take.
+MIN_DIGIT_WIDTH = 0.12
+MAX_DIGIT_WIDTH = 1.2
+#: The most likely width of a digit, in digit heights, and the spread of the log prior.
+TYPICAL_WIDTH = 0.55
+WIDTH_SPREAD = 0.45
+#: At most this many candidate cuts inside one group.
+MAX_CUTS = 14
+#: Separator characters kept with ``keep_separators``.
+SEPARATORS = ".,'"
+
+
+@dataclass(frozen=True)
+class Glyph:
+    """One character read from a line: a digit, or a separator kept on request.
+
+    ``box`` is ``(top, bottom, left, right)`` in the image's pixels, end-exclusive.
+    """
+
+    text: str
+    probability: float
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What was read from one image: the glyphs in reading order and their joint probability."""
+
+    glyphs: tuple[Glyph, ...]
+
+    @property
+    def number(self) -> str:
+        """The characters read, in order (digits, and the separators that were kept)."""
+        return "".join(g.text for g in self.glyphs)
+
+    @property
+    def digits(self) -> int:
+        """How many digits were read."""
+        return sum(g.text.isdigit() for g in self.glyphs)
+
+    @property
+    def confidence(self) -> float:
+        """The probability that every digit is right: the product of theirs."""
+        return math.prod(g.probability for g in self.glyphs if g.text.isdigit())
+
+
+@dataclass
+class _Group:
+    """Pieces read as one unit: their piece indices and their common box."""
+
+    pieces: list[int]
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    def absorb(self, other: _Group) -> None:
+        self.pieces += other.pieces
+        self.top, self.bottom = min(self.top, other.top), max(self.bottom, other.bottom)
+        self.left, self.right = min(self.left, other.left), max(self.right, other.right)
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+
+def _shear(a: np.ndarray, slant: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shift each row of ``(h, w)`` right by ``slant * (h - 1 - y)`` columns (rounded).
+
+    Returns the sheared array (wider by the largest shift) and each row's shift.
+    """
+    h, w = a.shape
+    shifts = np.round(slant * (h - 1 - np.arange(h))).astype(np.intp)
+    shifts -= shifts.min()
+    out = np.zeros((h, w + int(shifts.max())), dtype=a.dtype)
+    cols = np.arange(w)[None, :] + shifts[:, None]
+    out[np.arange(h)[:, None], cols] = a
+    return out, shifts
+
+
+def upright(mask: np.ndarray) -> float:
+    """The shear (columns per row) that stands the strokes of a line's mask upright.
+
+    The shear whose column profile is the most peaked (the largest sum of squared column
+    counts) puts the most ink in the fewest columns: upright strokes.
+    """
+    ys, xs = np.nonzero(mask)
+    if not ys.size:
+        return 0.0
+    h = mask.shape[0]
+    best, best_score = 0.0, -1.0
+    for slant in SLANTS.tolist():
+        cols = np.round(xs + slant * (h - 1 - ys)).astype(np.intp)
+        counts = np.bincount(cols - cols.min())
+        score = float(np.dot(counts, counts))
+        if score > best_score * 1.0001:  # ties keep the smaller shear (upright first)
+            best, best_score = slant, score
+    return best
+
+
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For each pixel of a 2-D mask, the length of the horizontal run of ink holding it."""
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), dtype=bool)
+    padded[:, 1:-1] = mask
+    flat = padded.ravel()
+    starts = np.flatnonzero(flat[1:] & ~flat[:-1]) + 1
+    ends = np.flatnonzero(flat[:-1] & ~flat[1:]) + 1
+    lengths = np.zeros(flat.size + 1, dtype=np.intp)
+    np.add.at(lengths, starts, ends - starts)
+    np.subtract.at(lengths, ends, ends - starts)
+    return np.cumsum(lengths[:-1]).reshape(h, w + 2)[:, 1:-1] * mask
+
+
+def remove_lines(mask: np.ndarray) -> np.ndarray:
+    """Remove horizontal guide lines and underlines from a line's mask, not the digits on them.
+
+    A line is ink in horizontal runs at least :data:`LINE_LENGTH` of the image's width (and
+    longer than the image is high): no digit of a number holds such a run. Its pixels go,
+    except where a stroke crosses it: there the ink runs on above or below the line, and
+    the vertical run through the pixel is longer than the line is thick.
+    """
+    h, w = mask.shape
+    line = _run_lengths(mask) >= max(LINE_LENGTH * w, LINE_HEIGHTS * h)
+    if not line.any():
+        return mask
+    down = _run_lengths(mask.T).T  # vertical runs
+    thickness = float(np.median(down[line]))
+    crossing = down > LINE_CROSSING * thickness + 1
+    return mask & ~(line & ~crossing)
+
+
+def _line_masks(gray: np.ndarray, invert: bool | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ink above the ground ``(h, w)``, the ink mask (without guide lines) and its threshold."""
+    ink = ink_strength(gray[None], invert)
+    flat, thresholds, blank, _ = ink_masks(ink, work=max(gray.shape))
+    if blank[0]:
+        return flat[0], np.zeros(gray.shape, dtype=bool), 1.0
+    return flat[0], remove_lines(flat[0] > thresholds[0]), float(thresholds[0])
+
+
+def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, float]:
+    """The digit groups and the marks of a (sheared) line mask, its labels and digit height."""
+    table = piece_table(mask[None])
+    labels = table.labels()[0]
+    if not len(table):
+        return [], [], labels, 0.0
+    h, w = mask.shape
+    height = table.bottom - table.top
+    width = table.right - table.left
+    keep = table.size >= DUST_FRACTION * table.size.max()
+    # Guide lines and bands along the border: long and flat.
+    keep &= ~((width >= 4 * np.maximum(height, 1)) & (width >= 0.3 * w))
+    tall = keep & (table.size >= 0.2 * table.size[keep].max(initial=0))
+    if not tall.any():
+        return [], [], labels, 0.0
+    digit_height = float(np.median(height[tall & (height >= 0.5 * height[tall].max())]))
+    base = float(np.median(table.bottom[tall & (height >= MARK_HEIGHT * digit_height)]))
+    groups, marks = [], []
+    for i in np.flatnonzero(keep).tolist():
+        g = _Group(
+            [i], int(table.top[i]), int(table.bottom[i]), int(table.left[i]), int(table.right[i])
+        )
+        (groups if height[i] >= MARK_HEIGHT * digit_height else marks).append(g)
+    groups.sort(key=lambda g: g.left)
+    # Tall pieces over one another are one digit.
+    merged: list[_Group] = []
+    for g in groups:
+        if merged and _overlap(merged[-1], g) >= 0.5 * min(merged[-1].width, g.width):
+            merged[-1].absorb(g)
+        else:
+            merged.append(g)
+    groups = merged
+    # Marks over a digit are part of it (a 5's flag, a 2's foot), unless they are dots on
+    # the base line (a decimal point).
+    loose = []
+    for m in marks:
+        dot = max(m.width, m.height) < DOT_SIZE * digit_height
+        low = m.top >= base - 0.35 * digit_height
+        owner = max(groups, key=lambda g: _overlap(g, m), default=None)
+        if owner is not None and not (dot and low) and _overlap(owner, m) >= 0.5 * m.width:
+            owner.absorb(m)
+        else:
+            loose.append(m)
+    return groups, loose, labels, digit_height
+
+
+def _overlap(a: _Group, b: _Group) -> int:
+    return max(0, min(a.right, b.right) - max(a.left, b.left))
+
+
+def _cut_candidates(gmask: np.ndarray, left: int, digit_height: float) -> list[int]:
+    """Columns where a group may be cut: the valleys of its column profile."""
+    profile = gmask.sum(axis=0).astype(np.float64)
+    n = profile.size
+    lo = max(1, int(MIN_DIGIT_WIDTH * digit_height))
+    cands = []
+    for x in range(lo, n - lo + 1):
+        window = profile[max(0, x - 2) : min(n, x + 2)]
+        depth = min(profile[x - 1], profile[x])
+        if depth <= window.min() + 1e-9:
+            cands.append((depth, x))
+    cands.sort()
+    out: list[int] = []
+    for _, x in cands:  # the deepest first, apart by the smallest digit width
+        if len(out) < MAX_CUTS and all(abs(x - o) >= lo for o in out):
+            out.append(x)
+    return [left + x for x in sorted(out)]
+
+
+def _width_prior(width: float, digit_height: float) -> float:
+    r = width / digit_height
+    return -0.5 * ((math.log(r) - math.log(TYPICAL_WIDTH)) / WIDTH_SPREAD) ** 2
+
+
+class Classifier(Protocol):
+    """What reading needs of a model (:class:`digitcli.model.Model` is one)."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, 10)`` of Digits features ``(n, 64)``."""
+        ...
+
+    def strangeness(self, X: np.ndarray) -> np.ndarray | None:
+        """How far each row lies from the digits the model knows (``None``: not known)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How a candidate piece is scored: the terms of its log score.
+
+    ``log p + width * prior(width) - strange * strangeness - per_digit``: the classifier's
+    belief, the prior on a digit's width, the distance to the digits the model knows, and
+    a cost for each digit, so that a group is not cut into more pieces than it holds.
+    """
+
+    width: float = 2.0
+    strange: float = 0.5
+    per_digit: float = 1.0
+
+
+DEFAULT_WEIGHTS = Weights()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A line's candidate pieces: every way its groups may be cut, each piece converted.
+
+    Made without the model (:func:`layout`), so that workers can make it and the model
+    reads every candidate of many lines at once (:func:`choose`). ``spans[k]`` is
+    ``(group, left, right)`` in the upright line's columns; ``features`` (uint8, Digits
+    format), ``widths`` (of the piece's ink) and ``boxes`` (image pixels, ``top, bottom,
+    left, right``) are per span; ``features`` has a row only for the spans that hold ink
+    (``found``).
+    """
+
+    cuts: list[list[int]]
+    spans: list[tuple[int, int, int]]
+    found: np.ndarray
+    features: np.ndarray
+    widths: np.ndarray
+    boxes: list[tuple[int, int, int, int]]
+    separators: list[Glyph]
+    digit_height: float
+
+
+def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
+    """Find a line's groups of ink and their candidate cuts, and convert every candidate.
+
+    Parameters
+    ----------
+    gray : numpy.ndarray
+        Grey levels ``(h, w)``, float 0..1 (1 = white), as
+        :func:`~digitcli.conversion.decode.scaled` gives.
+    invert : bool or None
+        Polarity, see :func:`~digitcli.conversion.ink.ink_strength`.
+
+    Returns
+    -------
+    Layout or None
+        ``None`` when the image holds no ink.
+    """
+    flat, mask, threshold = _line_masks(gray, invert)
+    if not mask.any():
+        return None
+    slant = upright(mask)
+    smask, shifts = _shear(mask, slant)
+    sflat, _ = _shear(flat, slant)
+    groups, marks, labels, digit_height = _groups(smask)
+    if not groups:
+        return None
+    spans: list[tuple[int, int, int]] = []
+    cuts_of: list[list[int]] = []
+    gmasks = []
+    for gi, g in enumerate(groups):
+        gmask = np.isin(labels[:, g.left : g.right], g.pieces)
+        gmasks.append(gmask)
+        cuts = [g.left]
+        if g.width > SPLIT_WIDTH * digit_height:
+            cuts += _cut_candidates(gmask, g.left, digit_height)
+        cuts.append(g.right)
+        cuts_of.append(cuts)
+        for a in range(len(cuts)):
+            for b in range(a + 1, len(cuts)):
+                whole = a == 0 and b == len(cuts) - 1
+                if cuts[b] - cuts[a] <= MAX_DIGIT_WIDTH * digit_height or whole:
+                    spans.append((gi, cuts[a], cuts[b]))
+    widest = max(b - a for _, a, b in spans)
+    h = smask.shape[0]
+    stack = np.zeros((len(spans), h, widest), dtype=bool)
+    inks = np.zeros((len(spans), h, widest), dtype=np.float32)
+    for k, (gi, a, b) in enumerate(spans):
+        left = groups[gi].left
+        stack[k, :, : b - a] = gmasks[gi][:, a - left : b - left]
+        inks[k, :, : b - a] = sflat[:, a:b]
+    stack = _largest_parts(stack)
+    rows, found = nist_steps(inks, stack, threshold)
+    cols = stack.any(axis=1)
+    widths = np.where(found, widest - cols[:, ::-1].argmax(axis=1) - cols.argmax(axis=1), 0)
+    boxes = [
+        _unsheared_box(stack[k], shifts, a, gray.shape[1]) if found[k] else (0, 0, 0, 0)
+        for k, (_, a, _) in enumerate(spans)
+    ]
+    return Layout(
+        cuts=cuts_of,
+        spans=spans,
+        found=found,
+        features=block_counts(rows[found]).reshape(-1, 64),
+        widths=widths,
+        boxes=boxes,
+        separators=_separators(marks, groups, labels, shifts, gray.shape[1], digit_height),
+        digit_height=digit_height,
+    )
+
+
+def read_layouts(
+    layouts: list[Layout | None],
+    model: Classifier,
+    *,
+    weights: Weights = DEFAULT_WEIGHTS,
+    keep_separators: bool = False,
+) -> list[Reading]:
+    """Read the candidates of many lines with one pass of the model, then cut each line.
+
+    Parameters
+    ----------
+    layouts : list of Layout or None
+        From :func:`layout` (``None``: no ink, an empty reading).
+    model : Classifier
+        The digit classifier.
+    weights : Weights
+        How candidate pieces are scored.
+    keep_separators : bool
+        Keep ``.`` ``,`` ``'`` between digits.
+
+    Returns
+    -------
+    list of Reading
+    """
+    present = [lay for lay in layouts if lay is not None]
+    features = np.concatenate([lay.features for lay in present] or [np.zeros((0, 64))])
+    probs = model.predict_proba(features.astype(np.float64)) if len(features) else np.zeros((0, 10))
+    far = model.strangeness(features.astype(np.float64)) if len(features) else None
+    strange = np.zeros(len(features)) if far is None else far
+    out, start = [], 0
+    for lay in layouts:
+        if lay is None:
+            out.append(Reading(()))
+            continue
+        part = slice(start, start + len(lay.features))
+        start = part.stop
+        out.append(
+            choose(
+                lay, probs[part], strange[part], weights=weights, keep_separators=keep_separators
+            )
+        )
+    return out
+
+
+def choose(
+    lay: Layout,
+    probs: np.ndarray,
+    strange: np.ndarray,
+    *,
+    weights: Weights = DEFAULT_WEIGHTS,
+    keep_separators: bool = False,
+) -> Reading:
+    """The best cut of each group (dynamic programming over its candidate cuts).
+
+    `probs` ``(m, 10)`` and `strange` ``(m,)`` are the model's for ``lay.features``.
+    """
+    index = np.cumsum(lay.found) - 1  # each span's row in the features
+    best = probs.max(axis=1) if len(probs) else np.zeros(0)
+    score: dict[tuple[int, int, int], tuple[float, int]] = {}
+    for k, span in enumerate(lay.spans):
+        if not lay.found[k]:
+            continue
+        i = int(index[k])
+        s = (
+            math.log(max(float(best[i]), 1e-9))
+            + weights.width * _width_prior(float(lay.widths[k]), lay.digit_height)
+            - weights.strange * float(strange[i])
+            - weights.per_digit
+        )
+        score[span] = (s, k)
+    glyphs: list[Glyph] = []
+    for gi, cuts in enumerate(lay.cuts):
+        for a, b in _best_path(cuts, gi, score):
+            k = score[(gi, a, b)][1]
+            p = probs[int(index[k])]
+            digit = int(p.argmax())
+            glyphs.append(Glyph(str(digit), float(p[digit]), lay.boxes[k]))
+    if keep_separators and len(glyphs) >= 2:
+        first = min(g.box[2] for g in glyphs)
+        last = max(g.box[3] for g in glyphs)
+        glyphs += [s for s in lay.separators if first < (s.box[2] + s.box[3]) / 2 < last]
+    glyphs.sort(key=lambda g: (g.box[2] + g.box[3]) / 2)
+    return Reading(tuple(glyphs))
+
+
+def read_line(
+    gray: np.ndarray,
+    model: Classifier,
+    *,
+    invert: bool | None = None,
+    keep_separators: bool = False,
+    weights: Weights = DEFAULT_WEIGHTS,
+) -> Reading:
+    """Read the digits of one line of handwriting.
+
+    Parameters
+    ----------
+    gray : numpy.ndarray
+        Grey levels ``(h, w)``, float 0..1 (1 = white), as
+        :func:`~digitcli.conversion.decode.scaled` gives.
+    model : Classifier
+        The digit classifier (:class:`digitcli.model.Model`).
+    invert : bool or None
+        Polarity, see :func:`~digitcli.conversion.ink.ink_strength`.
+    keep_separators : bool
+        Keep ``.`` ``,`` ``'`` between digits in the reading.
+    weights : Weights
+        How candidate pieces are scored.
+
+    Returns
+    -------
+    Reading
+        The glyphs in reading order; none when the image holds no digit.
+    """
+    lay = layout(gray, invert=invert)
+    return read_layouts([lay], model, weights=weights, keep_separators=keep_separators)[0]
+
+
+def _best_path(
+    cuts: list[int], gi: int, score: dict[tuple[int, int, int], tuple[float, int]]
+) -> list[tuple[int, int]]:
+    """The cuts from the first to the last column whose pieces score best in sum."""
+    n = len(cuts)
+    best = [-math.inf] * n
+    back = [0] * n
+    best[0] = 0.0
+    for b in range(1, n):
+        for a in range(b):
+            key = (gi, cuts[a], cuts[b])
+            if key in score and best[a] > -math.inf:
+                s = best[a] + score[key][0]
+                if s > best[b]:
+                    best[b], back[b] = s, a
+    path = []
+    b = n - 1
+    while b > 0:
+        a = back[b]
+        path.append((cuts[a], cuts[b]))
+        b = a
+    return path[::-1]
+
+
+def _largest_parts(stack: np.ndarray) -> np.ndarray:
+    """Drop the slivers a cut leaves: pieces under a fifth of each mask's largest."""
+    table = piece_table(stack)
+    if not len(table):
+        return stack
+    largest = np.zeros(len(stack))
+    np.maximum.at(largest, table.image, table.size)
+    return table.keep(table.size >= 0.2 * largest[table.image])
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return (0, 0, 0, 0)
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _unsheared_box(
+    mask: np.ndarray, shifts: np.ndarray, left: int, width: int
+) -> tuple[int, int, int, int]:
+    """The box in the image of a mask cut from the sheared line at column `left`."""
+    ys, xs = np.nonzero(mask)
+    xs = np.clip(xs + left - shifts[ys], 0, width - 1)
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def _separators(
+    marks: list[_Group],
+    groups: list[_Group],
+    labels: np.ndarray,
+    shifts: np.ndarray,
+    width: int,
+    digit_height: float,
+) -> list[Glyph]:
+    """The marks that may be thousands separators or a decimal point (not dashes)."""
+    top = float(np.median([g.top for g in groups]))
+    out = []
+    for m in marks:
+        if m.width > 0.5 * digit_height:  # a dash
+            continue
+        piece = np.isin(labels[:, m.left : m.right], m.pieces)
+        box = _unsheared_box(piece, shifts, m.left, width)
+        high = m.bottom < top + 0.4 * digit_height
+        text = "'" if high else ("," if m.height > 1.5 * m.width else ".")
+        out.append(Glyph(text, 1.0, box))
+    return out
+
+
+__all__ = [
+    "Classifier",
+    "Glyph",
+    "Layout",
+    "Reading",
+    "Weights",
+    "choose",
+    "layout",
+    "read_layouts",
+    "read_line",
+    "remove_lines",
+    "upright",
+]
