@@ -22,7 +22,7 @@ from typing import IO, Any, TypeVar
 import numpy as np
 
 from digitcli.conversion.decode import IMAGE_PREFIXES
-from digitcli.conversion.pipeline import features_from_paths
+from digitcli.conversion.pipeline import features_and_counts_from_paths
 from digitcli.errors import DataError, ImageError
 from digitcli.model import Model
 from digitcli.parallel import WorkerDied, joblib_backend, ordered_map
@@ -284,9 +284,10 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-#: One converted chunk: its paths, the features of each (zeros where it failed, uint8) and
-#: each one's error ("" when converted). Few, compact objects: cheap to send between processes.
-Converted = tuple[list[str], np.ndarray, list[str]]
+#: One converted chunk: its paths, the features of each (zeros where it failed, uint8),
+#: each one's error ("" when converted) and its digits side by side (int, 0 where it
+#: failed). Few, compact objects: cheap to send between processes.
+Converted = tuple[list[str], np.ndarray, list[str], np.ndarray]
 
 
 def convert_chunk(paths: list[str], invert: bool | None) -> Converted:
@@ -301,17 +302,20 @@ def convert_chunk(paths: list[str], invert: bool | None) -> Converted:
 
     Returns
     -------
-    (paths, features, errors)
-        ``features`` is uint8 ``(len(paths), 64)``, zeros where ``errors`` says why not.
+    (paths, features, errors, side_by_side)
+        ``features`` is uint8 ``(len(paths), 64)``, zeros where ``errors`` says why not;
+        ``side_by_side`` counts the digit-sized pieces side by side in each image
+        (:func:`~digitcli.conversion.pieces.digits_side_by_side`).
     """
     features = np.zeros((len(paths), 64), dtype=np.uint8)
+    counts = np.zeros(len(paths), dtype=np.intp)
     errors = [""] * len(paths)
-    for i, result in enumerate(features_from_paths(paths, invert=invert)):
+    for i, result in enumerate(features_and_counts_from_paths(paths, invert=invert)):
         if isinstance(result, ImageError):
             errors[i] = str(result)
         else:
-            features[i] = result
-    return paths, features, errors
+            features[i], counts[i] = result
+    return paths, features, errors, counts
 
 
 #: The error of a file whose conversion killed its worker process (a crashing decoder, the
@@ -341,13 +345,14 @@ def _chunks(paths: Iterator[str], size: int) -> Iterator[list[str]]:
 def _one_by_one(paths: list[str], convert: Callable[[list[str]], Converted]) -> Converted:
     """Convert files one at a time; a file whose worker dies gets :data:`WORKER_DIED`."""
     features = np.zeros((len(paths), 64), dtype=np.uint8)
+    counts = np.zeros(len(paths), dtype=np.intp)
     errors = [""] * len(paths)
     for i, path in enumerate(paths):
         try:
-            _, features[i : i + 1], errors[i : i + 1] = convert([path])
+            _, features[i : i + 1], errors[i : i + 1], counts[i : i + 1] = convert([path])
         except WorkerDied:
             errors[i] = WORKER_DIED
-    return paths, features, errors
+    return paths, features, errors, counts
 
 
 def iter_converted(
@@ -376,7 +381,7 @@ def iter_converted(
 
     Yields
     ------
-    (paths, features, errors)
+    (paths, features, errors, side_by_side)
         One chunk's results (see :func:`convert_chunk`).
     """
     convert = functools.partial(convert_chunk, invert=invert)
@@ -500,12 +505,15 @@ def classify_paths(
         yield from results
 
 
+#: The flag of an image that holds several digits side by side (the digit is still given).
+SEVERAL_DIGITS = "several digits: use read"
+
 #: The error of an image the model gave no finite probabilities for (a broken model).
 NO_PROBABILITY = "the model gave no valid probabilities"
 
 
 def _predict_chunk(chunk: Converted, model: Model, min_confidence: float | None) -> list[Result]:
-    paths, counts, errors = chunk
+    paths, counts, errors, side_by_side = chunk
     features = counts.astype(np.float64)
     ok = np.fromiter((not e for e in errors), dtype=bool, count=len(errors))
     probs = model.predict_proba(features[ok], invalid="nan") if ok.any() else np.empty((0, 10))
@@ -515,7 +523,8 @@ def _predict_chunk(chunk: Converted, model: Model, min_confidence: float | None)
     confidences = probs[np.arange(len(probs)), digits].tolist()
     read = iter(zip(digits.tolist(), confidences, valid, list(probs), strict=True))
     results = []
-    for path, row, error in zip(paths, list(features), errors, strict=True):
+    several = (side_by_side > 1).tolist()
+    for path, row, error, many in zip(paths, list(features), errors, several, strict=True):
         if error:
             results.append(Result(path, error=error))
             continue
@@ -523,9 +532,10 @@ def _predict_chunk(chunk: Converted, model: Model, min_confidence: float | None)
         if not is_valid:
             results.append(Result(path, error=NO_PROBABILITY))
             continue
-        flag = ""
+        flags = [SEVERAL_DIGITS] if many else []
         if min_confidence is not None and confidence < min_confidence:
-            flag = f"low confidence: {confidence:.4f} < {min_confidence:g}"
+            flags.append(f"low confidence: {confidence:.4f} < {min_confidence:g}")
+        flag = "; ".join(flags)
         results.append(Result(path, digit, confidence, probabilities, features=row, flag=flag))
     return results
 

@@ -225,7 +225,7 @@ def labelled_folder(
     features = np.zeros((len(items), 64), dtype=np.float64)
     converted = np.zeros(len(items), dtype=bool)
     done = 0
-    for _, chunk, errors in iter_converted([p for p, _ in items], invert=invert, jobs=jobs):
+    for _, chunk, errors, _ in iter_converted([p for p, _ in items], invert=invert, jobs=jobs):
         features[done : done + len(chunk)] = chunk
         converted[done : done + len(chunk)] = [not error for error in errors]
         done += len(chunk)

@@ -99,6 +99,6 @@ def test_big_files_are_tasks_of_their_own(tmp_path):
         Image.new("L", (28, 28), 255).save(path)
         paths.append(str(path))
     paths.append(str(tmp_path / "missing.png"))  # no size: counts as empty
-    chunks = [chunk for chunk, _, _ in batch.iter_converted(paths, chunk_size=4)]
+    chunks = [chunk for chunk, _, _, _ in batch.iter_converted(paths, chunk_size=4)]
     assert [len(c) for c in chunks] == [1, 1, 1, 4, 2]
     assert [p for c in chunks for p in c] == paths

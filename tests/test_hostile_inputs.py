@@ -73,8 +73,8 @@ def test_a_killed_worker_costs_only_its_file(tmp_path, monkeypatch):
     chunks = batch.iter_converted(paths, jobs=2, chunk_size=8)
     got = [row for chunk in chunks for row in zip(*chunk, strict=True)]
     assert time.monotonic() - started < 30
-    assert [p for p, _, _ in got] == paths  # in order, none lost
-    errors = {p: e for p, _, e in got if e}
+    assert [p for p, _, _, _ in got] == paths  # in order, none lost
+    errors = {p: e for p, _, e, _ in got if e}
     assert errors == {killer: batch.WORKER_DIED}
 
 
@@ -105,8 +105,8 @@ def test_a_worker_killed_mid_write_does_not_hang(tmp_path, monkeypatch):
     chunks = batch.iter_converted(paths, jobs=2, chunk_size=4)
     got = [row for chunk in chunks for row in zip(*chunk, strict=True)]
     assert time.monotonic() - started < 30
-    assert [p for p, _, _ in got] == paths
-    assert {p: e for p, _, e in got if e} == {killer: batch.WORKER_DIED}
+    assert [p for p, _, _, _ in got] == paths
+    assert {p: e for p, _, e, _ in got if e} == {killer: batch.WORKER_DIED}
 
 
 def test_fifo_socket_and_device_are_never_read(tmp_path, runner, csv_rows):

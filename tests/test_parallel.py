@@ -191,9 +191,10 @@ def test_conversion_is_the_same_whatever_runs_it(way, forked, tmp_path):
         with parallel_config(backend=backend):
             got = convert(paths, jobs)
     assert len(got) == len(expected) == 6
-    for (p1, f1, e1), (p2, f2, e2) in zip(got, expected, strict=True):
+    for (p1, f1, e1, s1), (p2, f2, e2, s2) in zip(got, expected, strict=True):
         assert p1 == p2 and e1 == e2
         np.testing.assert_array_equal(f1, f2)
+        np.testing.assert_array_equal(s1, s2)
     assert got[2][2][1] == "cannot identify image file"
 
 

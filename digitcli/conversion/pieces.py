@@ -19,6 +19,12 @@ BAND_COVER = 0.5
 #: them spans at least MIN_INNER_SPAN of the image's height or width: then they are the digit.
 MIN_INNER_SHARE = 0.02
 MIN_INNER_SPAN = 0.1
+#: A piece counts as a digit beside others (:func:`digits_side_by_side`) when it is this
+#: tall, relative to the tallest, and holds this share of the largest piece's ink.
+SIDE_BY_SIDE_HEIGHT = 0.6
+SIDE_BY_SIDE_SIZE = 0.25
+#: Pieces side by side narrower in all than this share of the tallest's height are one digit.
+SIDE_BY_SIDE_WIDTH = 1.0
 
 
 def _runs(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -238,6 +244,53 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     largest = np.zeros(n)
     np.maximum.at(largest, image[candidate], size[candidate])
     return table.keep(candidate & (size >= min_fraction * largest[image]))
+
+
+def digits_side_by_side(mask: np.ndarray) -> np.ndarray:
+    """How many digit-sized pieces stand side by side in each cleaned mask.
+
+    A piece is digit-sized when it is at least :data:`SIDE_BY_SIDE_HEIGHT` of the tallest
+    piece's height and :data:`SIDE_BY_SIDE_SIZE` of the largest piece's ink. Pieces that
+    share columns (a 5's flag) count once, and pieces that together are narrower than
+    :data:`SIDE_BY_SIDE_WIDTH` of the tallest's height are one digit (a 4 drawn in two
+    strokes). A single digit gives 1, a number its digits that do not touch (wide
+    single digits, as MNIST has many, are too like touching pairs to tell); 0 for a
+    blank mask.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        bool ``(n, h, w)``, cleaned (:func:`remove_specks`).
+
+    Returns
+    -------
+    numpy.ndarray
+        int ``(n,)``.
+    """
+    n = mask.shape[0]
+    out = np.zeros(n, dtype=np.intp)
+    table = piece_table(mask)
+    heights = table.bottom - table.top
+    tallest = np.zeros(n, dtype=np.intp)
+    largest = np.zeros(n, dtype=np.intp)
+    np.maximum.at(tallest, table.image, heights)
+    np.maximum.at(largest, table.image, table.size)
+    big = (heights >= SIDE_BY_SIDE_HEIGHT * tallest[table.image]) & (
+        table.size >= SIDE_BY_SIDE_SIZE * largest[table.image]
+    )
+    for image in np.unique(table.image[big]).tolist():
+        chosen = np.flatnonzero(big & (table.image == image))
+        spans = sorted(zip(table.left[chosen].tolist(), table.right[chosen].tolist(), strict=True))
+        count, (left, right) = 1, spans[0]
+        for a, b in spans[1:]:
+            if a < right:  # columns in common: one digit
+                left, right = min(left, a), max(right, b)
+            else:
+                count, left, right = count + 1, a, b
+        if spans[-1][1] - spans[0][0] < SIDE_BY_SIDE_WIDTH * tallest[image]:
+            count = 1
+        out[image] = count
+    return out
 
 
 def ink_boxes(stack: np.ndarray) -> tuple[np.ndarray, ...]:

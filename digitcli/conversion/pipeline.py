@@ -16,7 +16,7 @@ from PIL import Image
 from digitcli.conversion.decode import gray_pixels, image_error, open_image, scaled
 from digitcli.conversion.ink import ink_masks, ink_strength
 from digitcli.conversion.nist import block_counts, nist_steps, unpack
-from digitcli.conversion.pieces import remove_specks
+from digitcli.conversion.pieces import digits_side_by_side, remove_specks
 from digitcli.errors import ImageError
 
 #: Images of one size are converted together in stacks of at most this many pixels.
@@ -75,25 +75,38 @@ def features_of(rows: np.ndarray) -> np.ndarray:
     return block_counts(rows).reshape(-1, 64).astype(np.float64)
 
 
+def _features(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return features_of(rows)
+
+
+def _bitmaps(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return unpack(rows)
+
+
+def _features_and_counts(rows: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    return list(zip(features_of(rows), digits_side_by_side(mask).tolist(), strict=True))
+
+
 def _convert_grays(
     grays: Iterable[tuple[int, np.ndarray]],
     out: list[Outcome],
     invert: bool | None,
-    finish: Callable[[np.ndarray], np.ndarray],
+    finish: Callable[[np.ndarray, np.ndarray], Any],
 ) -> None:
     """Convert ``(index, grey image)`` pairs into ``out[index]``, same-sized ones as stacks.
 
     The grey images are :func:`~digitcli.conversion.decode.gray_pixels`. Images wait by
     size and type; a full stack (about :data:`STACK_PIXELS` pixels) is converted at once,
-    so few decoded images are held at a time. `finish` turns a stack's packed bitmaps into
-    what is wanted of each image.
+    so few decoded images are held at a time. `finish` turns a stack's packed bitmaps and
+    cleaned masks into what is wanted of each image.
     """
 
     def convert(part: list[tuple[int, np.ndarray]]) -> None:
         try:
             ink = ink_strength(scaled(np.stack([gray for _, gray in part])), invert)
-            rows, found = rows_from_inks(ink)
-            results = finish(rows)
+            flat, thresholds, _, mask = ink_masks(ink)
+            rows, found = nist_steps(flat, mask, thresholds)
+            results = finish(rows, mask)
         except Exception as exc:  # noqa: BLE001 - should not happen: say so per file
             for i, _ in part:
                 out[i] = image_error(exc)
@@ -116,7 +129,7 @@ def _decoded(
     sources: Iterable[Any],
     decode: Callable[[Any], np.ndarray],
     invert: bool | None,
-    finish: Callable[[np.ndarray], np.ndarray],
+    finish: Callable[[np.ndarray, np.ndarray], Any],
 ) -> list[Outcome]:
     """Decode each source to grey levels (its error on failure), then convert as stacks."""
     out: list[Outcome] = []
@@ -157,7 +170,7 @@ def features_from_paths(paths: Iterable[str], *, invert: bool | None = None) -> 
     list of numpy.ndarray or ImageError
         For each path, its float64 ``(64,)`` features (0..16) or the error that stopped it.
     """
-    return _decoded(paths, _file_grays, invert, features_of)
+    return _decoded(paths, _file_grays, invert, _features)
 
 
 def features_from_images(
@@ -177,7 +190,19 @@ def features_from_images(
     list of numpy.ndarray or ImageError
         For each image, its float64 ``(64,)`` features or ``no digit found``.
     """
-    return _decoded(images, gray_pixels, invert, features_of)
+    return _decoded(images, gray_pixels, invert, _features)
+
+
+def features_and_counts_from_paths(
+    paths: Iterable[str], *, invert: bool | None = None
+) -> list[tuple[np.ndarray, int] | ImageError]:
+    """As :func:`features_from_paths`, with the digits side by side in each image.
+
+    Each result is ``(features, count)``: `count` is
+    :func:`~digitcli.conversion.pieces.digits_side_by_side` of the image's cleaned mask
+    (1 for one digit; more when the image holds a number: ``classify`` flags it).
+    """
+    return _decoded(paths, _file_grays, invert, _features_and_counts)
 
 
 def bitmaps_from_paths(paths: Iterable[str], *, invert: bool | None = None) -> list[Outcome]:
@@ -185,7 +210,7 @@ def bitmaps_from_paths(paths: Iterable[str], *, invert: bool | None = None) -> l
 
     As :func:`features_from_paths`, but each result is bool ``(32, 32)``.
     """
-    return _decoded(paths, _file_grays, invert, unpack)
+    return _decoded(paths, _file_grays, invert, _bitmaps)
 
 
 def bitmaps_from_images(
@@ -195,4 +220,4 @@ def bitmaps_from_images(
 
     As :func:`features_from_images`, but each result is bool ``(32, 32)``.
     """
-    return _decoded(images, gray_pixels, invert, unpack)
+    return _decoded(images, gray_pixels, invert, _bitmaps)
