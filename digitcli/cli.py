@@ -748,6 +748,13 @@ BITMAP_COLUMNS = 96
     "(never over an existing file: same-named images get -2, -3, ...).",
 )
 @click.option(
+    "--pieces",
+    is_flag=True,
+    help="Read each image as a number (as `read` does) and show its cuts: the image with "
+    "numbered pieces, then each piece's grid and reading. With --save, the image with the "
+    "boxes drawn is written as STEM_pieces.png.",
+)
+@click.option(
     "--bitmap/--no-bitmap",
     default=None,
     help="Draw the normalised 32x32 bitmap beside the grid. Default: when the terminal is "
@@ -758,6 +765,7 @@ def show(
     model_path: str | None,
     invert: bool | None,
     save_dir: str | None,
+    pieces: bool,
     bitmap: bool | None,
 ) -> None:
     """Show what the model sees: each image's 8x8 grid, prediction and top 3.
@@ -768,10 +776,14 @@ def show(
     Digits); it tells why an image was read as it was. Beside it, the 32x32 bitmap the
     grid counts (two rows per line) shows a hollowed or broken stroke at a glance.
 
+    With --pieces, each image is read as a number: the picture shows its ink with each
+    piece numbered under it, then each piece's grid and reading.
+
     \b
     Examples:
       digitcli show photo.jpg
       digitcli show scans/*.png --bitmap --save debug/
+      digitcli show --pieces cheque.jpg --save debug/
     """
     from rich.console import Console
 
@@ -780,6 +792,9 @@ def show(
 
     model = _load_model(model_path)
     console = Console()
+    if pieces:
+        _show_pieces(iter_inputs(images), model, invert, save_dir, console)
+        return
     if bitmap is None:
         bitmap = console.width >= BITMAP_COLUMNS
     failed = 0
@@ -792,6 +807,54 @@ def show(
         console.print(render_grid(view.path, view.grid, view.probabilities, bitmap=drawn))
         if save_dir:
             save_views(save_dir, view.path, view.bitmap, view.grid)
+    if failed:
+        click.get_current_context().exit(1)
+
+
+def _show_pieces(
+    paths: Any, model: model_io.Model, invert: bool | None, save_dir: str | None, console: Any
+) -> None:
+    """``show --pieces``: each image's cuts, and each piece's grid and reading."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from digitcli.conversion.decode import open_image
+    from digitcli.evaluation import render_grid
+    from digitcli.number_eval import draw_reading, ink_picture, save_pieces
+    from digitcli.reading import read_batches
+
+    failed = 0
+    for batch in read_batches(paths, model, invert=invert, batch_size=1):
+        for result in batch:
+            if result.error:
+                failed += 1
+                Console(stderr=True).print(f"{escape(result.path)}: {escape(result.error)}")
+                continue
+            reading = result.reading
+            try:
+                image = open_image(result.path)
+            except DigitcliError as exc:  # changed since it was read
+                failed += 1
+                Console(stderr=True).print(f"{escape(result.path)}: {escape(str(exc))}")
+                continue
+            console.print(
+                f"[bold]{escape(result.path)}[/]: read [bold]{reading.number or '(nothing)'}[/] "
+                f"({reading.digits} digits, confidence {reading.confidence:.4f})"
+            )
+            console.print(ink_picture(image, reading.glyphs), highlight=False)
+            for i, glyph in enumerate(reading.glyphs, start=1):
+                top, bottom, left, right = glyph.box
+                title = f"piece {i}: rows {top}-{bottom}, columns {left}-{right}"
+                if glyph.features is None:
+                    console.print(f"{title}: separator {glyph.text!r}")
+                    continue
+                grid = glyph.features.reshape(8, 8)
+                console.print(render_grid(title, grid, glyph.probabilities))
+            if save_dir:
+                written = save_pieces(
+                    save_dir, result.path, draw_reading(image, reading.glyphs, height=128)
+                )
+                click.echo(f"wrote {written}", err=True)
     if failed:
         click.get_current_context().exit(1)
 

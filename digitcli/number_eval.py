@@ -221,6 +221,67 @@ def draw_reading(image: Any, glyphs: Iterable[Any], *, height: int | None = None
     return out
 
 
+def ink_picture(image: Any, glyphs: Sequence[Any], *, columns: int = 96) -> str:
+    """The image's ink as half-block text at most `columns` wide, each glyph numbered below.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        The image read.
+    glyphs : sequence of Glyph
+        What was read; glyph ``i`` is numbered ``i + 1`` under the middle of its box.
+    columns : int
+        Width of the picture in characters.
+
+    Returns
+    -------
+    str
+        The picture's lines, then a line of numbers.
+    """
+    from PIL import Image
+
+    from digitcli.conversion.decode import gray_pixels, scaled
+    from digitcli.conversion.ink import ink_strength
+    from digitcli.evaluation import bitmap_text
+
+    scale = min(1.0, columns / image.width)
+    size = (max(1, round(image.width * scale)), max(2, 2 * round(image.height * scale / 2)))
+    gray = scaled(gray_pixels(image.convert("L").resize(size, Image.Resampling.BOX)))
+    ink = ink_strength(gray[None])[0]
+    picture = bitmap_text(ink > max(0.25, float(ink.max()) / 2))
+    numbers = [" "] * size[0]
+    for i, g in enumerate(glyphs):
+        label = str(i + 1)
+        at = min(
+            size[0] - len(label), max(0, round((g.box[2] + g.box[3]) / 2 * scale) - len(label) // 2)
+        )
+        numbers[at : at + len(label)] = label
+    return picture + "\n" + "".join(numbers).rstrip()
+
+
+def save_pieces(folder: str | os.PathLike[str], name: str, picture: Any) -> Path:
+    """Write an annotated picture as ``STEM_pieces.png`` in `folder`, never over a file.
+
+    A taken name (by a file, a folder or a link) makes the stem ``STEM-2``, ``STEM-3``, ...
+    """
+    import itertools
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(name).stem
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for number in itertools.count(1):
+        target = out / f"{stem if number == 1 else f'{stem}-{number}'}_pieces.png"
+        try:
+            fd = os.open(target, flags, 0o666)
+        except FileExistsError:
+            continue
+        with open(fd, "wb") as fh:
+            picture.save(fh, format="PNG")
+        return target
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def number_error_sheet(
     entries: Sequence[tuple[str, str, Any]], path: str | os.PathLike[str]
 ) -> list[Path]:
@@ -311,6 +372,8 @@ __all__ = [
     "digits_read",
     "draw_reading",
     "evaluate_numbers",
+    "ink_picture",
+    "save_pieces",
     "number_error_sheet",
     "number_metrics",
     "read_labels",

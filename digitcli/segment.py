@@ -26,7 +26,7 @@ in the order of their left edges).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -72,6 +72,10 @@ class Glyph:
     text: str
     probability: float
     box: tuple[int, int, int, int]
+    #: The Digits features the model read (uint8 ``(64,)``) and its probabilities
+    #: ``(10,)``; None for a separator.
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
+    probabilities: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -463,9 +467,11 @@ def choose(
     for gi, cuts in enumerate(lay.cuts):
         for a, b in _best_path(cuts, gi, score):
             k = score[(gi, a, b)][1]
-            p = probs[int(index[k])]
+            i = int(index[k])
+            p = probs[i]
             digit = int(p.argmax())
-            glyphs.append(Glyph(str(digit), float(p[digit]), lay.boxes[k]))
+            glyph = Glyph(str(digit), float(p[digit]), lay.boxes[k], lay.features[i], p)
+            glyphs.append(glyph)
     if keep_separators and len(glyphs) >= 2:
         first = min(g.box[2] for g in glyphs)
         last = max(g.box[3] for g in glyphs)
