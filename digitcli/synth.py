@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = [
+    "number_sample",
     "END_MARKS",
     "SEPARATORS",
     "digit_strokes",
@@ -639,6 +640,39 @@ def number_image(
 ) -> Image.Image:
     """A handwritten number, such as the amount in figures on a cheque.
 
+    See :func:`number_sample` for the parameters; this is its image alone.
+
+    Examples
+    --------
+    >>> img = number_image("25.441", seed=0, texture=True)
+    >>> img.mode, img.height > 48
+    ('RGB', True)
+    """
+    return number_sample(
+        text,
+        seed=seed,
+        height=height,
+        gap=gap,
+        touching=touching,
+        guide_line=guide_line,
+        texture=texture,
+        degrade=degrade,
+    )[0]
+
+
+def number_sample(
+    text: str,
+    *,
+    seed: int,
+    height: int = 48,
+    gap: tuple[float, float] = (-0.15, 0.40),
+    touching: tuple[int, ...] = (),
+    guide_line: bool = False,
+    texture: bool = False,
+    degrade: bool = False,
+) -> tuple[Image.Image, list[tuple[float, float]]]:
+    """A handwritten number, and where each digit's ink lies across it.
+
     The number is written in one hand: the pen, the ink, the slant, the proportions and the
     way of writing each digit (its variant, see :func:`digit_strokes`) are chosen once per
     image; each digit's size, wobble, small turn and place on the line vary a little.
@@ -677,9 +711,11 @@ def number_image(
 
     Returns
     -------
-    PIL.Image.Image
+    image : PIL.Image.Image
         RGB, dark grey or blue ink on white or cream; about ``1.4 * height`` pixels high,
         as wide as the writing plus margins.
+    spans : list of (float, float)
+        For each digit, the first and last column (in pixels, fractional) of its ink.
 
     Raises
     ------
@@ -689,9 +725,9 @@ def number_image(
 
     Examples
     --------
-    >>> img = number_image("25.441", seed=0, texture=True)
-    >>> img.mode, img.height > 48
-    ('RGB', True)
+    >>> img, spans = number_sample("25.441", seed=0)
+    >>> len(spans)
+    5
     """
     tokens = _parse_number(text)
     if isinstance(height, bool) or int(height) != height or height < 8:
@@ -723,6 +759,7 @@ def number_image(
     right_edge = np.full(rows.rows, -np.inf)  # of all the skeletons placed
     before = np.empty((0, 2))  # the skeletons placed, as points at most half a pixel apart
     box_right = 0.0
+    digit_strokes_at: list[range] = []  # which of `placed` each digit's strokes are
     for t_index, token in enumerate(tokens):
         if token.isdigit():
             variants = _VARIANTS[int(token)]
@@ -772,6 +809,8 @@ def number_image(
                 x0 += need - d + 0.25
         strokes = [s + (x0, 0.0) for s in strokes]
         placed.extend(strokes)
+        if token.isdigit():
+            digit_strokes_at.append(range(len(placed) - len(strokes), len(placed)))
         before = np.concatenate([before, dense + (x0, 0.0)])
         right_edge = np.maximum(right_edge, rows.right(dense + (x0, 0.0)))
         box_right = max(box_right, max(float(s[:, 0].max()) for s in strokes))
@@ -821,7 +860,11 @@ def number_image(
     img = Image.fromarray(np.clip(np.rint(page), 0, 255).astype(np.uint8), "RGB")
     if degrade:
         img = _degrade(img, np.random.default_rng((seed, 2)))
-    return img
+    spans = []
+    for at in digit_strokes_at:
+        xs = np.concatenate([placed[i][:, 0] for i in at]) - origin[0]
+        spans.append((float(xs.min() - pen / 2), float(xs.max() + pen / 2)))
+    return img, spans
 
 
 def _degrade(img: Image.Image, rng: np.random.Generator) -> Image.Image:
