@@ -43,6 +43,8 @@ DUST_FRACTION = 0.03
 MARK_HEIGHT = 0.5
 #: Ink in horizontal runs this long (a fraction of the image's width) is a guide line ...
 LINE_LENGTH = 0.3
+#: The ground under a line is estimated on a copy at most this many pixels wide.
+LINE_WORK = 128
 LINE_HEIGHTS = 1.0
 #: ... except where the ink runs on vertically beyond this many times the line's thickness.
 LINE_CROSSING = 1.5
@@ -66,7 +68,7 @@ WIDTH_SPREAD = 0.45
 #: What a seam pays for each column it moves aside (a pixel of ink costs 1).
 SEAM_STEP = 1.5
 #: At most this many candidate cuts inside one group.
-MAX_CUTS = 14
+MAX_CUTS = 10
 #: Separator characters kept with ``keep_separators``.
 SEPARATORS = ".,'"
 
@@ -202,7 +204,7 @@ def remove_lines(mask: np.ndarray) -> np.ndarray:
 def _line_masks(gray: np.ndarray, invert: bool | None) -> tuple[np.ndarray, np.ndarray, float]:
     """Ink above the ground ``(h, w)``, the ink mask (without guide lines) and its threshold."""
     ink = ink_strength(gray[None], invert)
-    flat, thresholds, blank, _ = ink_masks(ink, work=max(gray.shape))
+    flat, thresholds, blank, _ = ink_masks(ink, work=min(max(gray.shape), LINE_WORK))
     if blank[0]:
         return flat[0], np.zeros(gray.shape, dtype=bool), 1.0
     return flat[0], remove_lines(flat[0] > thresholds[0]), float(thresholds[0])
@@ -280,13 +282,16 @@ def _seams(gmask: np.ndarray, digit_height: float) -> list[np.ndarray]:
     ink = gmask.astype(np.float64)
     back = np.zeros((h, w), dtype=np.int8)
     cost = ink[0].copy()
+    side = np.full(w + 2, np.inf)  # the costs one column aside: side[x] left, side[x + 2] right
     for y in range(1, h):
-        left = np.concatenate(([np.inf], cost[:-1])) + SEAM_STEP
-        right = np.concatenate((cost[1:], [np.inf])) + SEAM_STEP
-        options = np.vstack([left, cost, right])
-        choice = options.argmin(axis=0)
-        back[y] = choice - 1
-        cost = options[choice, np.arange(w)] + ink[y]
+        side[1:-1] = cost
+        side[1:-1] += SEAM_STEP
+        left, right = side[:-2], side[2:]
+        step = np.where(right < left, 1, -1)
+        aside = np.minimum(left, right)
+        stay = cost <= aside
+        back[y] = np.where(stay, 0, step)
+        cost = np.where(stay, cost, aside) + ink[y]
     lo = max(1, int(MIN_DIGIT_WIDTH * digit_height))
     order = np.lexsort((np.abs(np.arange(w) - w / 2), cost))  # cheapest, then central
     chosen: list[int] = []
@@ -437,12 +442,10 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
     rows, found = nist_steps(inks, stack, threshold)
     cols_on = stack.any(axis=1)
     widths = np.where(found, widest - cols_on[:, ::-1].argmax(axis=1) - cols_on.argmax(axis=1), 0)
-    boxes = [
-        _unsheared_box(stack[k], shifts, groups[gi].left + lo, gray.shape[1])
-        if found[k]
-        else (0, 0, 0, 0)
-        for k, ((gi, _, _), (lo, _)) in enumerate(zip(spans, extents, strict=True))
-    ]
+    offsets = np.array(
+        [groups[gi].left + lo for (gi, _, _), (lo, _) in zip(spans, extents, strict=True)]
+    )
+    boxes = _unsheared_boxes(stack, found, shifts, offsets, gray.shape[1])
     return Layout(
         cuts=[
             [int(round(g.left + p.mean())) for p in paths]
@@ -622,13 +625,34 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def _unsheared_box(
-    mask: np.ndarray, shifts: np.ndarray, left: int, width: int
-) -> tuple[int, int, int, int]:
-    """The box in the image of a mask cut from the sheared line at column `left`."""
-    ys, xs = np.nonzero(mask)
-    xs = np.clip(xs + left - shifts[ys], 0, width - 1)
-    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+def _unsheared_boxes(
+    stack: np.ndarray, found: np.ndarray, shifts: np.ndarray, offsets: np.ndarray, width: int
+) -> list[tuple[int, int, int, int]]:
+    """The box in the image of each mask of a stack cut from the sheared line.
+
+    Mask ``k`` starts at the sheared line's column ``offsets[k]``; row ``y`` of the line was
+    shifted right by ``shifts[y]``. Empty masks get ``(0, 0, 0, 0)``.
+    """
+    n, h, w = stack.shape
+    on = stack.any(axis=2)  # (n, h)
+    first = stack.argmax(axis=2)
+    last = w - 1 - stack[:, :, ::-1].argmax(axis=2)
+    unshift = offsets[:, None] - shifts[None, :]
+    lefts = np.where(on, first + unshift, np.iinfo(np.intp).max).min(axis=1)
+    rights = np.where(on, last + unshift, -1).max(axis=1)
+    tops = on.argmax(axis=1)
+    bottoms = h - on[:, ::-1].argmax(axis=1)
+    lefts = np.clip(lefts, 0, width - 1)
+    rights = np.clip(rights, 0, width - 1) + 1
+    rows = zip(
+        found.tolist(),
+        tops.tolist(),
+        bottoms.tolist(),
+        lefts.tolist(),
+        rights.tolist(),
+        strict=True,
+    )
+    return [(t, b, left, right) if ok else (0, 0, 0, 0) for ok, t, b, left, right in rows]
 
 
 def _separators(
@@ -646,7 +670,9 @@ def _separators(
         if m.width > 0.5 * digit_height:  # a dash
             continue
         piece = np.isin(labels[:, m.left : m.right], m.pieces)
-        box = _unsheared_box(piece, shifts, m.left, width)
+        box = _unsheared_boxes(
+            piece[None], np.ones(1, dtype=bool), shifts, np.array([m.left]), width
+        )[0]
         high = m.bottom < top + 0.4 * digit_height
         text = "'" if high else ("," if m.height > 1.5 * m.width else ".")
         out.append(Glyph(text, 1.0, box))
