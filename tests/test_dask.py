@@ -57,6 +57,25 @@ def test_classify_rows_are_byte_identical(cluster, images, runner, tmp_path):
 
 
 @pytest.mark.slow  # starts a local cluster: CI runs it
+def test_read_rows_are_byte_identical(cluster, tmp_path, runner):
+    """read's layouts are made on the workers; the numbers are read the same."""
+    from digitcli.synth import number_image
+
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    for i in range(150):  # two chunks of 128
+        number_image(str(1000 + 37 * i), seed=i, texture=i % 2 == 0).save(folder / f"{i:03d}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    local, remote = tmp_path / "local.csv", tmp_path / "dask.csv"
+    args = ["read", str(folder), "--details", "-q"]
+    assert runner.invoke(cli, [*args, "-o", str(local)]).exit_code == 1
+    result = runner.invoke(cli, [*args, "-o", str(remote), "--scheduler", cluster])
+    assert result.exit_code == 1, result.output
+    assert remote.read_bytes() == local.read_bytes()
+    assert local.read_text().count("\n") == 152
+
+
+@pytest.mark.slow  # starts a local cluster: CI runs it
 def test_relative_paths_are_read_by_workers_in_other_folders(cluster, images, runner, monkeypatch):
     """The workers started in another folder: they get absolute paths, rows keep the given."""
     monkeypatch.chdir(images.parent)
