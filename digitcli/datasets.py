@@ -243,6 +243,9 @@ SYNTH_SEED = 1_000_000
 #: Synthetic glyphs are drawn on a square of this many pixels (drawing them at 28, 40 and
 #: 64 pixels in turn made no difference).
 SYNTH_SIZE = 64
+#: Every CUT_EVERY-th glyph is drawn small and soft, as cut from a scanned amount
+#: (:func:`digitcli.synth.cut_glyph`); the others at :data:`SYNTH_SIZE`.
+CUT_EVERY = 4
 
 
 @functools.lru_cache(maxsize=4)
@@ -250,9 +253,13 @@ def synthetic_data(per_digit: int) -> tuple[np.ndarray, np.ndarray]:
     """Pen-stroke digits drawn by :mod:`digitcli.synth` and converted like real images.
 
     Digits' 13 writers close their 4s, cross their 7s and give their 2s a flat base; these
-    glyphs add the other common shapes (open 4s, plain 7s, curled 2s, serifed 1s) in random
-    pen widths, slants and wobbles. The set is fixed (seeds from :data:`SYNTH_SEED`), so
-    every fit with the same `per_digit` sees the same glyphs; it is cached per process.
+    glyphs add the other common shapes (open 4s, plain 7s, curled 2s, serifed 1s) and those
+    of handwritten amounts (the ``"cheque"`` set of :func:`digitcli.synth.render_digit`:
+    continental 1s, 7s crossed through the stem, looped 2s) in random pen widths, slants and
+    wobbles. Every :data:`CUT_EVERY`-th is drawn small and soft, as a digit cut from a
+    scanned amount (:func:`digitcli.synth.cut_glyph`). The set is fixed (seeds from
+    :data:`SYNTH_SEED`), so every fit with the same `per_digit` sees the same glyphs; it is
+    cached per process.
 
     Parameters
     ----------
@@ -265,11 +272,15 @@ def synthetic_data(per_digit: int) -> tuple[np.ndarray, np.ndarray]:
         float64 ``(10 * per_digit, 64)`` features and int64 labels.
     """
     from digitcli.conversion.pipeline import features_from_images
-    from digitcli.synth import render_digit
+    from digitcli.synth import cut_glyph, render_digit
 
     y = np.repeat(np.arange(10, dtype=np.int64), per_digit)
     glyphs = (
-        render_digit(int(digit), seed=SYNTH_SEED + i, size=(SYNTH_SIZE, SYNTH_SIZE))
+        cut_glyph(int(digit), seed=SYNTH_SEED + i)
+        if i % CUT_EVERY == CUT_EVERY - 1
+        else render_digit(
+            int(digit), seed=SYNTH_SEED + i, size=(SYNTH_SIZE, SYNTH_SIZE), styles="cheque"
+        )
         for i, digit in enumerate(y)
     )
     features = features_from_images(glyphs)

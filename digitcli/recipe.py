@@ -55,7 +55,7 @@ class Recipe:
     augment: int = 4
     ensemble: int = 8
     synthetic: int = 1000
-    glyph_weight: float = 0.6
+    glyph_weight: float = 0.5
     batch_size: int = 500
     learning_rate: float = 3e-3
     originals: int = 6

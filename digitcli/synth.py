@@ -18,11 +18,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = [
-    "number_sample",
     "END_MARKS",
     "SEPARATORS",
+    "cut_glyph",
     "digit_strokes",
     "number_image",
+    "number_sample",
     "pen_glyph",
     "render_digit",
     "segment_digit",
@@ -167,7 +168,96 @@ def _build_variants() -> dict[int, list[list[Stroke]]]:
     return v
 
 
+def _build_cheque_variants() -> dict[int, list[list[Stroke]]]:
+    """Shapes common in handwritten amounts (cheques, invoices) that Digits' writers lack.
+
+    Continental 1s (a long up-stroke flag, with or without a foot), 7s crossed through the
+    stem, open European 4s, 2s with a loop (at the start or at the turn) or a straight
+    diagonal, and one-stroke 5s. (9s on a straight stem are common shapes already; more of
+    them, on a long or slanting stem, made open 4s read as 9s.)
+    """
+    v: dict[int, list[list[Stroke]]] = {d: [] for d in range(10)}
+    v[1] = [
+        # continental: the flag starts low and far left
+        [_poly((0.0, 0.5), (0.72, 0.0), (0.6, 1.0))],
+        # continental, curved flag
+        [_join(_bezier((0.02, 0.58), (0.3, 0.22), (0.74, 0.0)), _poly((0.74, 0.0), (0.62, 1.0)))],
+        # continental with a foot
+        [_poly((0.05, 0.42), (0.66, 0.0), (0.6, 1.0)), _poly((0.22, 1.0), (0.98, 1.0))],
+        # a long flag, a short stem's worth of it
+        [_poly((0.0, 0.66), (0.78, 0.0), (0.7, 1.0))],
+    ]
+    v[2] = [
+        # a loop where the bow turns into the diagonal
+        [
+            _join(
+                _arc(0.5, 0.25, 0.4, 0.25, 170, -20),
+                _bezier((0.876, 0.336), (0.7, 0.7), (0.172, 0.972)),
+                _arc(0.22, 0.84, 0.14, 0.14, 250, -80),
+                _poly((0.244, 0.978), (0.98, 0.93)),
+            )
+        ],
+        # the pen starts with a small loop at the top left, then the bow
+        [
+            _join(
+                _arc(0.195, 0.258, 0.12, 0.12, 480, 138),
+                _arc(0.5, 0.27, 0.42, 0.27, 160, -30),
+                _bezier((0.864, 0.405), (0.55, 0.72), (0.05, 1.0)),
+                _poly((0.05, 1.0), (0.95, 0.98)),
+            )
+        ],
+        # a Z-like 2: round top, straight diagonal, long base
+        [
+            _join(
+                _arc(0.5, 0.22, 0.4, 0.22, 165, -15),
+                _poly((0.886, 0.277), (0.04, 1.0), (0.96, 1.0)),
+            )
+        ],
+    ]
+    v[4] = [
+        # open: the down-stroke slants, the bar runs past the upright
+        [_poly((0.3, 0.0), (0.02, 0.64), (1.0, 0.6)), _poly((0.7, 0.1), (0.66, 1.0))],
+        # open, the upright taller than the left stroke
+        [_poly((0.2, 0.16), (0.06, 0.62), (0.94, 0.62)), _poly((0.64, 0.0), (0.64, 1.0))],
+    ]
+    v[5] = [
+        # one stroke: the bar first, then the stem and the belly
+        [
+            _join(
+                _poly((0.9, 0.0), (0.2, 0.02), (0.16, 0.44)), _arc(0.5, 0.68, 0.42, 0.32, 140, -150)
+            )
+        ],
+    ]
+    v[7] = [
+        # crossed through the stem
+        [_poly((0.05, 0.0), (0.95, 0.0), (0.4, 1.0)), _poly((0.3, 0.5), (0.9, 0.46))],
+        # crossed, with a tick at the start
+        [
+            _poly((0.02, 0.16), (0.08, 0.0), (0.95, 0.02), (0.45, 1.0)),
+            _poly((0.36, 0.52), (0.92, 0.5)),
+        ],
+        # crossed, a curved stem
+        [
+            _join(_poly((0.05, 0.0), (0.95, 0.0)), _bezier((0.95, 0.0), (0.55, 0.4), (0.45, 1.0))),
+            _poly((0.38, 0.5), (0.95, 0.5)),
+        ],
+    ]
+    return v
+
+
 _VARIANTS = _build_variants()
+_CHEQUE_VARIANTS = _build_cheque_variants()
+
+#: The shape sets: ``"common"``, the shapes :func:`render_digit` draws by default, and
+#: ``"cheque"``, those and the shapes of handwritten amounts (:func:`_build_cheque_variants`).
+STYLES = ("common", "cheque")
+
+
+def _variants(digit: int, styles: str) -> list[list[Stroke]]:
+    if styles not in STYLES:
+        raise ValueError(f"styles must be one of {STYLES}, got {styles!r}")
+    common = _VARIANTS[digit]
+    return common if styles == "common" else common + _CHEQUE_VARIANTS[digit]
 
 
 def _check_digit(digit: int) -> int:
@@ -176,7 +266,9 @@ def _check_digit(digit: int) -> int:
     return int(digit)
 
 
-def digit_strokes(digit: int, *, variant: int = 0) -> list[list[tuple[float, float]]]:
+def digit_strokes(
+    digit: int, *, variant: int = 0, styles: str = "common"
+) -> list[list[tuple[float, float]]]:
     """Polylines (in a unit box, x right, y down, 0..1) that draw the digit as a person writes it.
 
     Parameters
@@ -186,6 +278,9 @@ def digit_strokes(digit: int, *, variant: int = 0) -> list[list[tuple[float, flo
     variant : int, optional
         Which handwriting variant to return (0, 5 and 8 have one; the others several).
         Taken modulo the number of variants. Default 0.
+    styles : {"common", "cheque"}, optional
+        The shape set (:data:`STYLES`): ``"cheque"`` adds the shapes of handwritten
+        amounts after the common ones. Default ``"common"``.
 
     Returns
     -------
@@ -197,7 +292,7 @@ def digit_strokes(digit: int, *, variant: int = 0) -> list[list[tuple[float, flo
     ValueError
         If `digit` is not an integer in 0-9.
     """
-    variants = _VARIANTS[_check_digit(digit)]
+    variants = _variants(_check_digit(digit), styles)
     strokes = variants[variant % len(variants)]
     return [[(float(x), float(y)) for x, y in s] for s in strokes]
 
@@ -257,6 +352,8 @@ def render_digit(
     paper: tuple[int, int, int] = (255, 255, 255),
     margin: float = 0.15,
     digit_height: float | None = None,
+    styles: str = "common",
+    variant: int | None = None,
 ) -> Image.Image:
     """Render a synthetic handwritten digit.
 
@@ -284,6 +381,12 @@ def render_digit(
         Fraction of the image height the digit (including pen width) occupies;
         ``None`` means ``1 - 2 * margin``. The digit is shrunk further if it would not fit
         the width left by `margin`.
+    styles : {"common", "cheque"}, optional
+        The shapes the variant is drawn from (:data:`STYLES`); ``"cheque"`` adds continental
+        1s, crossed 7s, open 4s and the like. The other random choices do not depend on it.
+    variant : int or None, optional
+        Draw this variant of the set (as :func:`digit_strokes` numbers them, modulo their
+        number) instead of one chosen at random; the other random choices stay the same.
 
     Returns
     -------
@@ -309,8 +412,9 @@ def render_digit(
     rng = np.random.default_rng(seed)
     # Always draw every random value in the same order, so overriding one argument
     # does not change the others.
-    variants = _VARIANTS[d]
-    variant = variants[int(rng.random() * len(variants))]
+    variants = _variants(d, styles)
+    chosen = int(rng.random() * len(variants))
+    shape = variants[chosen if variant is None else int(variant) % len(variants)]
     r_stroke = rng.uniform(0.06, 0.14)
     r_slant = rng.uniform(-0.25, 0.25)
     angle = np.radians(rng.uniform(-8.0, 8.0))
@@ -321,7 +425,7 @@ def render_digit(
     stroke = r_stroke if stroke is None else float(stroke)
     slant = r_slant if slant is None else float(slant)
 
-    shaped = _shape(variant, aspect, slant, angle, field, offsets, jitter)
+    shaped = _shape(shape, aspect, slant, angle, field, offsets, jitter)
 
     # Fit the skeleton (plus pen) into the available box, centred.
     allp = np.concatenate(shaped)
@@ -405,6 +509,71 @@ def pen_glyph(digit: int, *, seed: int, pen: float, tight: bool = False) -> Imag
         int(edge[0]) for edge in ink_boxes(np.asarray(img.convert("L"))[None] < 128)
     )
     return img.crop((left, top, right, bottom))
+
+
+#: Heights in pixels of the images :func:`cut_glyph` draws (the digit fills about 80%).
+CUT_HEIGHTS = (22, 50)
+
+
+def cut_glyph(digit: int, *, seed: int, variant: int | None = None) -> Image.Image:
+    """A digit as cut from a scanned handwritten amount: small, soft and noisy.
+
+    The shapes are the ``"cheque"`` set of :func:`render_digit`, drawn about 16-40 pixels
+    high (the pen 1.5 pixels or more) in dark ink on light grey paper, blurred a little as
+    by a scanner and JPEG, with grain. One in three has a fragment of a neighbouring
+    digit's stroke running in from its left or right side, as a cut between touching digits
+    leaves.
+    Every choice is taken from `seed`: the same seed gives the same image.
+
+    Parameters
+    ----------
+    digit : int
+        The digit, 0-9.
+    seed : int
+        Seed of the glyph (its shape is :func:`render_digit`'s with this seed) and of the
+        rest of the random choices.
+    variant : int or None, optional
+        The shape, as :func:`render_digit`'s `variant` (of the ``"cheque"`` set).
+
+    Returns
+    -------
+    PIL.Image.Image
+        Grey (mode ``L``), as wide as it is high.
+    """
+    from PIL import ImageFilter
+
+    d = _check_digit(digit)
+    rng = np.random.default_rng([seed, 0x0C07])  # apart from render_digit's draws
+    size = int(rng.integers(*CUT_HEIGHTS))
+    ink = int(rng.integers(10, 90))
+    paper = int(rng.integers(170, 245))
+    blur = rng.uniform(0.0, 0.7)
+    grain = rng.uniform(0.0, 10.0)
+    fragment = rng.random() < 1 / 3
+    side = rng.random() < 0.5
+    reach, low, high = rng.uniform(0.0, 1.0, size=3)
+    img = render_digit(
+        d,
+        seed=seed,
+        size=(size, size),
+        margin=0.1,
+        ink=(ink,) * 3,
+        paper=(paper,) * 3,
+        styles="cheque",
+        variant=variant,
+    ).convert("L")
+    if fragment:
+        draw = ImageDraw.Draw(img)
+        # From the cut (the image's side) into the image, at most 8% of its width.
+        inner = (0.02 + 0.06 * reach) * size
+        xs = (0.0, inner) if side else (size - 1.0, size - 1.0 - inner)
+        ys = (low * 0.5 * size, (0.5 + 0.5 * high) * size)
+        pen = max(1, round(0.07 * size))
+        draw.line([(xs[0], ys[0]), (xs[1], ys[1])], fill=ink, width=pen)
+    if blur > 0.2:
+        img = img.filter(ImageFilter.GaussianBlur(blur))
+    grey = np.asarray(img, dtype=np.float64) + rng.normal(0.0, grain, size=(size, size))
+    return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
 
 
 #: Corners of a seven-segment digit in a unit box (x right, y down).
