@@ -278,7 +278,7 @@ def _run_batches(
                     writer.write(result)
                     done += 1
                     failed += bool(result.error)
-                    unsure += bool(result.flag)
+                    unsure += "low confidence" in result.flag
                 writer.flush()  # rows reach the reader as each batch is done
                 tick(len(results))
         finally:
@@ -357,8 +357,8 @@ def read(details: bool, keep_separators: bool, **options: Any) -> None:
     Inputs are taken as classify takes them. Columns: path, number (the digits in
     reading order, empty when none were found), confidence (that the whole number is
     right), digits (how many), error, flag. Separators, dashes, '=' and guide lines
-    are not digits and are left out. One line of digits is read per image: several
-    lines are read as one, left to right.
+    are not digits and are left out. One line of digits is read per image (several
+    lines are not supported: crop each line).
 
     \b
     Examples:

@@ -287,12 +287,14 @@ class Model:
         Returns
         -------
         numpy.ndarray or None
-            Shape ``(n,)``, float64, at least 0.
+            Shape ``(n,)``, float64, at least 0; not finite where an extreme (yet allowed)
+            model overflows, as :meth:`predict_proba` would.
         """
         if self.kernel is None:
             return None
         X = np.asarray(X, dtype=np.float64).reshape(-1, N_FEATURES)
-        return self.kernel.nearest((X - self.x_offset) / self.x_scale)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self.kernel.nearest((X - self.x_offset) / self.x_scale)
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Most likely digit and its probability for each feature row.

@@ -52,7 +52,7 @@ def read_labels(path: str | os.PathLike[str]) -> list[Labelled]:
     """
     folder = Path(path).parent
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # Excel writes a BOM
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
@@ -214,7 +214,8 @@ def draw_reading(image: Any, glyphs: Iterable[Any], *, height: int | None = None
         top, bottom, left, right = (round(v * scale) for v in g.box)
         colour = colours[i % len(colours)]
         draw.rectangle(
-            [left, top + margin, max(left, right - 1), bottom - 1 + margin], outline=colour
+            [left, top + margin, max(left, right - 1), max(top, bottom - 1) + margin],
+            outline=colour,
         )
         draw.text((left, 1), g.text, fill=colour, font=font)
         draw.text((left, size[1] + margin + 1), str(i + 1), fill=colour, font=font)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from digitcli.batch import BATCH_SIZE, WORKER_DIED, json_line, map_chunks
-from digitcli.conversion.decode import gray_pixels, image_error, open_image, scaled
+from digitcli.batch import BATCH_SIZE, NO_PROBABILITY, WORKER_DIED, json_line, map_chunks
+from digitcli.conversion.decode import SOURCE_SIZE, gray_pixels, image_error, open_image, scaled
 from digitcli.parallel import WorkerDied
 from digitcli.segment import (
     DEFAULT_WEIGHTS,
@@ -28,6 +28,11 @@ from digitcli.segment import (
     layout,
     read_layouts,
 )
+
+#: Images are decoded with their longest side at most this ...
+READ_MAX_SIDE = 4096
+#: ... then reduced to at most this many pixels high.
+READ_MAX_HEIGHT = 160
 
 #: The error of an image in which no ink was found.
 NO_DIGIT = "no digit found"
@@ -49,12 +54,27 @@ class NumberResult:
 def layout_file(path: str, *, invert: bool | None = None) -> Layout | None:
     """Decode one image file and lay out its line (:func:`digitcli.segment.layout`).
 
+    The image is decoded with its longest side at most :data:`READ_MAX_SIDE` (a long line
+    keeps its digits' detail), then reduced to at most :data:`READ_MAX_HEIGHT` pixels
+    high (a line's digits need no more, and the work grows with the pixels). The boxes are
+    given in the pixels of the upright file.
+
     Raises
     ------
     ImageError
         The file cannot be read as an image.
     """
-    return layout(scaled(gray_pixels(open_image(path))), invert=invert)
+    from PIL import Image
+
+    img = open_image(path, max_side=READ_MAX_SIDE)
+    source_w, source_h = img.info.get(SOURCE_SIZE, img.size)
+    if img.height > READ_MAX_HEIGHT:
+        size = (max(1, round(img.width * READ_MAX_HEIGHT / img.height)), READ_MAX_HEIGHT)
+        img = img.resize(size, Image.Resampling.BOX)
+    lay = layout(scaled(gray_pixels(img)), invert=invert)
+    if lay is None or (source_w, source_h) == img.size:
+        return lay
+    return lay.scaled(source_w / img.width, source_h / img.height)
 
 
 def layout_chunk(paths: list[str], invert: bool | None) -> LaidOut:
@@ -135,8 +155,8 @@ def read_batches(
             )
             results = []
             for path, reading, error in zip(chunk_paths, readings, errors, strict=True):
-                if error:
-                    results.append(NumberResult(path, error=error))
+                if error or reading is None:
+                    results.append(NumberResult(path, error=error or NO_PROBABILITY))
                     continue
                 flag = ""
                 if min_confidence is not None and reading.confidence < min_confidence:

@@ -5,26 +5,29 @@ The steps, for one grey image holding one line of digits (an amount, a code):
 1. **Ink** as for single digits (:mod:`digitcli.conversion.ink`): polarity, ground removal,
    Otsu's level; the mask is every pixel above it.
 2. **Slant**: the line is sheared so that its strokes stand upright (the shear whose
-   column profile is the most peaked), so that straight cuts between digits fit.
+   column profile is the most peaked), so that cuts between digits run down the columns.
 3. **Pieces** (:func:`~digitcli.conversion.pieces.piece_table`): dust, guide lines and
    bands along the border drop out; the line's digit height is the height of its tall
    pieces.
 4. **Marks**: pieces much shorter than a digit are joined to the digit they stand over (a
    5's flag, a 7's bar) or, when they stand alone, are separators (``.`` ``,`` ``'``) or
    dashes, which are no digits. Tall pieces over one another are joined (a broken 4).
-5. **Cuts**: a group of ink as wide as several digits is cut. Candidate cuts are the
-   valleys of its column profile; dynamic programming chooses the cuts whose pieces the
-   classifier reads best, with a prior on a digit's width, so that slivers and merged
-   pairs score badly.
-6. Each piece goes through NIST's steps (:func:`~digitcli.conversion.nist.nist_steps`) and
-   the model, all the candidates of a line in one stack and one forward pass.
+5. **Cuts**: a group of ink as wide as several digits is cut. Candidate cuts are seams,
+   paths down the group through the least ink (:func:`_seams`); dynamic programming chooses
+   the cuts whose pieces the classifier reads best, with a prior on a digit's width and
+   the distance to the digits the model knows, so that slivers and merged pairs score
+   badly (:func:`choose`).
+6. Each piece goes through NIST's steps (:func:`~digitcli.conversion.nist.nist_steps`),
+   without the model (:func:`layout`: workers do this); the model then reads the
+   candidates of many lines in one forward pass (:func:`read_layouts`).
 
-Only one line of digits is read: a page of several lines is read as one line (its digits
-in the order of their left edges).
+Only one line of digits is read. Several lines are not supported: digits standing above
+one another are taken for one digit (a broken one), so each line must be cropped first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,9 +37,12 @@ import numpy as np
 from digitcli.conversion.ink import ink_masks, ink_strength
 from digitcli.conversion.nist import block_counts, nist_steps
 from digitcli.conversion.pieces import piece_table
+from digitcli.errors import ModelError
 
 #: Shears tried for the line's slant (columns moved per row, relative to the height).
 SLANTS = np.linspace(-0.6, 0.6, 13)
+#: A line whose tall pieces are lower than this many pixels holds no digit (specks).
+MIN_DIGIT_HEIGHT = 6
 #: Pieces smaller than this fraction of the line's largest piece are dust.
 DUST_FRACTION = 0.03
 #: A piece shorter than this fraction of the digit height is a mark (a dot, a dash, a bar).
@@ -226,6 +232,8 @@ def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, f
     if not tall.any():
         return [], [], labels, 0.0
     digit_height = float(np.median(height[tall & (height >= 0.5 * height[tall].max())]))
+    if digit_height < MIN_DIGIT_HEIGHT:  # specks, a hairline: no digit
+        return [], [], labels, 0.0
     base = float(np.median(table.bottom[tall & (height >= MARK_HEIGHT * digit_height)]))
     groups, marks = [], []
     for i in np.flatnonzero(keep).tolist():
@@ -262,7 +270,7 @@ def _overlap(a: _Group, b: _Group) -> int:
     return max(0, min(a.right, b.right) - max(a.left, b.left))
 
 
-def _seams(gmask: np.ndarray, digit_height: float) -> list[np.ndarray]:
+def _seams(gmask: np.ndarray, digit_height: float, most: int) -> list[np.ndarray]:
     """Where a group of ink may be cut: paths from top to bottom through the least ink.
 
     A seam runs down the group one row at a time, moving at most one column a row; each
@@ -270,7 +278,7 @@ def _seams(gmask: np.ndarray, digit_height: float) -> list[np.ndarray]:
     round a digit that only overlaps its neighbour, and through the thin join of two
     digits that touch. The seams ending at the bottom columns whose cost is lowest
     (a local minimum, at least the smallest digit width from the group's sides and from
-    each other; at most :data:`MAX_CUTS`) are candidates.
+    each other; at most `most`) are candidates.
 
     Returns
     -------
@@ -296,7 +304,7 @@ def _seams(gmask: np.ndarray, digit_height: float) -> list[np.ndarray]:
     order = np.lexsort((np.abs(np.arange(w) - w / 2), cost))  # cheapest, then central
     chosen: list[int] = []
     for x in order.tolist():
-        if len(chosen) >= MAX_CUTS:
+        if len(chosen) >= most:
             break
         valley = (x == 0 or cost[x] <= cost[x - 1]) and (x == w - 1 or cost[x] <= cost[x + 1])
         if valley and lo <= x <= w - lo and all(abs(x - c) >= lo for c in chosen):
@@ -332,8 +340,8 @@ def _digit_width(groups: list[_Group], digit_height: float) -> float:
 class Classifier(Protocol):
     """What reading needs of a model (:class:`digitcli.model.Model` is one)."""
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities ``(n, 10)`` of Digits features ``(n, 64)``."""
+    def predict_proba(self, X: np.ndarray, *, invalid: str = "raise") -> np.ndarray:
+        """Probabilities ``(n, 10)``; with ``invalid="nan"``, NaN rows where not finite."""
         ...
 
     def strangeness(self, X: np.ndarray) -> np.ndarray | None:
@@ -384,6 +392,24 @@ class Layout:
     digit_height: float
     digit_width: float
 
+    def scaled(self, fx: float, fy: float) -> Layout:
+        """The same layout with its boxes scaled to an image `fx` times as wide, `fy` high."""
+
+        def box(b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+            top, bottom, left, right = b
+            return (
+                math.floor(top * fy),
+                math.ceil(bottom * fy),
+                math.floor(left * fx),
+                math.ceil(right * fx),
+            )
+
+        return dataclasses.replace(
+            self,
+            boxes=[box(b) for b in self.boxes],
+            separators=[dataclasses.replace(g, box=box(g.box)) for g in self.separators],
+        )
+
 
 def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
     """Find a line's groups of ink and their candidate cuts, and convert every candidate.
@@ -410,6 +436,12 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
     groups, marks, labels, digit_height = _groups(smask)
     if not groups:
         return None
+    # Only the rows of the writing are worked on: the band from its top to its bottom.
+    y0 = min(g.top for g in groups + marks)
+    y1 = max(g.bottom for g in groups + marks)
+    smask, sflat, labels, shifts = smask[y0:y1], sflat[y0:y1], labels[y0:y1], shifts[y0:y1]
+    for g in groups + marks:
+        g.top, g.bottom = g.top - y0, g.bottom - y0
     digit_width = _digit_width(groups, digit_height)
     h = smask.shape[0]
     spans: list[tuple[int, int, int]] = []
@@ -418,7 +450,10 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
     for gi, g in enumerate(groups):
         gmask = np.isin(labels[:, g.left : g.right], g.pieces)
         gmasks.append(gmask)
-        inner = _seams(gmask, digit_height) if g.width > SPLIT_WIDTH * digit_width else []
+        inner = []
+        if g.width > SPLIT_WIDTH * digit_width:
+            most = MAX_CUTS + 2 * round(g.width / digit_width)  # a long chain: more cuts
+            inner = _seams(gmask, digit_height, most)
         inner.sort(key=lambda p: p.mean())
         paths = [np.zeros(h, dtype=np.intp), *inner, np.full(h, g.width, dtype=np.intp)]
         cuts_of.append(paths)
@@ -429,23 +464,37 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
                 if wide <= MAX_DIGIT_WIDTH * digit_height or whole:
                     spans.append((gi, a, b))
     extents = [(int(cuts_of[gi][a].min()), int(cuts_of[gi][b].max())) for gi, a, b in spans]
-    widest = max(hi - lo for lo, hi in extents)
-    stack = np.zeros((len(spans), h, widest), dtype=bool)
-    inks = np.zeros((len(spans), h, widest), dtype=np.float32)
-    for k, ((gi, a, b), (lo, hi)) in enumerate(zip(spans, extents, strict=True)):
-        g = groups[gi]
-        cols = np.arange(lo, hi)[None, :]
-        between = (cols >= cuts_of[gi][a][:, None]) & (cols < cuts_of[gi][b][:, None])
-        stack[k, :, : hi - lo] = gmasks[gi][:, lo:hi] & between
-        inks[k, :, : hi - lo] = sflat[:, g.left + lo : g.left + hi]
-    stack = _largest_parts(stack)
-    rows, found = nist_steps(inks, stack, threshold)
-    cols_on = stack.any(axis=1)
-    widths = np.where(found, widest - cols_on[:, ::-1].argmax(axis=1) - cols_on.argmax(axis=1), 0)
-    offsets = np.array(
-        [groups[gi].left + lo for (gi, _, _), (lo, _) in zip(spans, extents, strict=True)]
-    )
-    boxes = _unsheared_boxes(stack, found, shifts, offsets, gray.shape[1])
+    n = len(spans)
+    rows = np.zeros((n, 32), dtype=np.uint64)
+    found = np.zeros(n, dtype=bool)
+    widths = np.zeros(n, dtype=np.intp)
+    boxes: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * n
+    # Pieces up to a digit's width are converted as one stack, and whole groups wider than
+    # that as another, so the many narrow ones are not padded to the widest group.
+    narrow = np.array([hi - lo <= MAX_DIGIT_WIDTH * digit_height for lo, hi in extents])
+    for part in (np.flatnonzero(narrow), np.flatnonzero(~narrow)):
+        if not part.size:
+            continue
+        widest = max(extents[k][1] - extents[k][0] for k in part.tolist())
+        stack = np.zeros((part.size, h, widest), dtype=bool)
+        inks = np.zeros((part.size, h, widest), dtype=np.float32)
+        for j, k in enumerate(part.tolist()):
+            (gi, a, b), (lo, hi) = spans[k], extents[k]
+            g = groups[gi]
+            cols = np.arange(lo, hi)[None, :]
+            between = (cols >= cuts_of[gi][a][:, None]) & (cols < cuts_of[gi][b][:, None])
+            stack[j, :, : hi - lo] = gmasks[gi][:, lo:hi] & between
+            inks[j, :, : hi - lo] = sflat[:, g.left + lo : g.left + hi]
+        stack = _largest_parts(stack)
+        rows[part], found[part] = nist_steps(inks, stack, threshold)
+        cols_on = stack.any(axis=1)
+        widths[part] = np.where(
+            found[part], widest - cols_on[:, ::-1].argmax(axis=1) - cols_on.argmax(axis=1), 0
+        )
+        offsets = np.array([groups[spans[k][0]].left + extents[k][0] for k in part.tolist()])
+        part_boxes = _unsheared_boxes(stack, found[part], shifts, offsets, gray.shape[1])
+        for k, (top, bottom, left, right) in zip(part.tolist(), part_boxes, strict=True):
+            boxes[k] = (top + y0, bottom + y0, left, right) if found[k] else (0, 0, 0, 0)
     return Layout(
         cuts=[
             [int(round(g.left + p.mean())) for p in paths]
@@ -456,7 +505,7 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         features=block_counts(rows[found]).reshape(-1, 64),
         widths=widths,
         boxes=boxes,
-        separators=_separators(marks, groups, labels, shifts, gray.shape[1], digit_height),
+        separators=_separators(marks, groups, labels, shifts, gray.shape[1], digit_height, y0),
         digit_height=digit_height,
         digit_width=digit_width,
     )
@@ -468,7 +517,7 @@ def read_layouts(
     *,
     weights: Weights = DEFAULT_WEIGHTS,
     keep_separators: bool = False,
-) -> list[Reading]:
+) -> list[Reading | None]:
     """Read the candidates of many lines with one pass of the model, then cut each line.
 
     Parameters
@@ -484,20 +533,28 @@ def read_layouts(
 
     Returns
     -------
-    list of Reading
+    list of Reading or None
+        ``None`` for a line whose candidates the model gave no valid (finite)
+        probabilities for.
     """
     present = [lay for lay in layouts if lay is not None]
     features = np.concatenate([lay.features for lay in present] or [np.zeros((0, 64))])
-    probs = model.predict_proba(features.astype(np.float64)) if len(features) else np.zeros((0, 10))
-    far = model.strangeness(features.astype(np.float64)) if len(features) else None
+    features = features.astype(np.float64)
+    probs = model.predict_proba(features, invalid="nan") if len(features) else np.zeros((0, 10))
+    far = model.strangeness(features) if len(features) else None
     strange = np.zeros(len(features)) if far is None else far
-    out, start = [], 0
+    valid = np.isfinite(probs).all(axis=1) & np.isfinite(strange)
+    out: list[Reading | None] = []
+    start = 0
     for lay in layouts:
         if lay is None:
             out.append(Reading(()))
             continue
         part = slice(start, start + len(lay.features))
         start = part.stop
+        if not valid[part].all():  # a broken model: no reading passed off as one
+            out.append(None)
+            continue
         out.append(
             choose(
                 lay, probs[part], strange[part], weights=weights, keep_separators=keep_separators
@@ -577,9 +634,17 @@ def read_line(
     -------
     Reading
         The glyphs in reading order; none when the image holds no digit.
+
+    Raises
+    ------
+    ModelError
+        If the model gives no valid probabilities for the line's pieces.
     """
     lay = layout(gray, invert=invert)
-    return read_layouts([lay], model, weights=weights, keep_separators=keep_separators)[0]
+    reading = read_layouts([lay], model, weights=weights, keep_separators=keep_separators)[0]
+    if reading is None:
+        raise ModelError("the model gave no valid probabilities")
+    return reading
 
 
 def _best_path(
@@ -662,8 +727,12 @@ def _separators(
     shifts: np.ndarray,
     width: int,
     digit_height: float,
+    y0: int,
 ) -> list[Glyph]:
-    """The marks that may be thousands separators or a decimal point (not dashes)."""
+    """The marks that may be thousands separators or a decimal point (not dashes).
+
+    The marks' rows count from the band's top, `y0` rows down the image.
+    """
     top = float(np.median([g.top for g in groups]))
     out = []
     for m in marks:
@@ -675,7 +744,7 @@ def _separators(
         )[0]
         high = m.bottom < top + 0.4 * digit_height
         text = "'" if high else ("," if m.height > 1.5 * m.width else ".")
-        out.append(Glyph(text, 1.0, box))
+        out.append(Glyph(text, 1.0, (box[0] + y0, box[1] + y0, box[2], box[3])))
     return out
 
 

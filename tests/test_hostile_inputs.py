@@ -446,7 +446,7 @@ def test_large_images_are_reduced_a_strip_at_a_time(mode):
     assert big.width * big.height > decode.STRIP_PIXELS
     factor = max(big.size) // decode.WORK_SIZE
     whole = big.convert({"P": "RGBA", "1": "L", "I;16": "I"}.get(mode, mode)).reduce(factor)
-    shrunk = decode._shrunk(big)
+    shrunk = decode._shrunk(big, decode.WORK_SIZE)
     assert shrunk.size == whole.size
     assert shrunk.mode == whole.mode and shrunk.tobytes() == whole.tobytes()
 

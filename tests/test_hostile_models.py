@@ -344,7 +344,7 @@ def _image(tmp_path: Path) -> Path:
     return path
 
 
-COMMANDS = ["classify", "show", "eval"]
+COMMANDS = ["classify", "read", "show", "eval"]
 
 
 def _run(command: str, model: Path, tmp_path: Path, *extra: str):
@@ -443,6 +443,9 @@ def test_cli_never_writes_a_non_finite_probability(tmp_path, monkeypatch, comman
     if command == "classify":  # an error row, or no row at all (the run stops)
         rows = list(csv.DictReader(io.StringIO(result.stdout)))
         assert all(row["digit"] == "" and row["error"] for row in rows)
+    elif command == "read":  # the row says so, as in classify
+        (row,) = csv.DictReader(io.StringIO(result.stdout))
+        assert row["number"] == "" and row["error"] == "the model gave no valid probabilities"
     else:
         _assert_one_line_error(result)
 

@@ -56,6 +56,7 @@ def _apart_lines() -> list[str]:
 
 def test_digits_written_apart_read_as_each_alone(shipped_model):
     """A number written with gaps reads as its digits, each as its own crop alone reads."""
+    right = 0
     for k, text in enumerate(_apart_lines()):
         img, spans = number_sample(text, seed=100 + k, gap=(0.3, 0.4))
         line = _read(img, shipped_model)
@@ -65,6 +66,8 @@ def test_digits_written_apart_read_as_each_alone(shipped_model):
         )
         assert line.number == alone, text
         assert line.digits == len(text)
+        right += line.number == text
+    assert right >= 0.9 * len(_apart_lines())  # measured: 15 of 15
 
 
 def test_reading_does_not_depend_on_scale_or_polarity(shipped_model):
@@ -278,11 +281,63 @@ def test_read_min_confidence_flags(runner, numbers, csv_rows):
     assert row["flag"].startswith("low confidence") and row["number"] and result.exit_code == 0
 
 
-def test_read_in_parallel_gives_the_same_rows(runner, numbers):
+def test_read_in_parallel_gives_the_same_results(numbers):
+    """Chunks of two files on two forked workers give what one process gives."""
+    from digitcli import model as model_io
+    from digitcli.batch import iter_inputs
+    from digitcli.reading import read_batches
+
     folder, _ = numbers
-    one = runner.invoke(cli, ["read", str(folder), "-j", "1", "-q"]).stdout
-    two = runner.invoke(cli, ["read", str(folder), "-j", "2", "-q"]).stdout
-    assert one == two
+    model = model_io.load(model_io.default_model_path())
+    paths = list(iter_inputs([str(folder)]))
+
+    def rows(jobs):
+        batches = read_batches(paths, model, jobs=jobs, batch_size=2, keep_separators=True)
+        return [
+            (r.path, r.error, r.reading and [(g.text, g.box) for g in r.reading.glyphs])
+            for batch in batches
+            for r in batch
+        ]
+
+    one = rows(1)
+    assert rows(2) == one and len(one) == 5
+
+
+def test_boxes_are_in_the_files_pixels(shipped_model, tmp_path, runner):
+    """A line stored 8 times larger (reduced for the work) gives boxes 8 times larger."""
+    img, _ = number_sample("4096", seed=3, gap=(0.3, 0.4))
+    img.save(tmp_path / "small.png")
+    img.resize((img.width * 8, img.height * 8), Image.Resampling.LANCZOS).save(tmp_path / "big.png")
+
+    def boxes(name):
+        out = runner.invoke(cli, ["read", str(tmp_path / name), "--details", "--format", "jsonl"])
+        row = json.loads(out.stdout)
+        return row["number"], np.array([d["box"] for d in row["details"]], dtype=float)
+
+    small_number, small = boxes("small.png")
+    big_number, big = boxes("big.png")
+    assert big_number == small_number and len(small) == 4
+    assert np.abs(big - 8 * small).max() <= 0.1 * 8 * img.height
+
+
+def test_specks_and_hairlines_are_no_digits(runner, tmp_path, csv_rows):
+    rng = np.random.default_rng(0)
+    specks = np.full((200, 600), 255, dtype=np.uint8)
+    specks[rng.integers(0, 200, 400), rng.integers(0, 600, 400)] = 0
+    Image.fromarray(specks).save(tmp_path / "specks.png")
+    line = np.full((60, 600), 255, dtype=np.uint8)
+    line[30, 20:580] = 0
+    Image.fromarray(line).save(tmp_path / "hairline.png")
+    rows = csv_rows(runner.invoke(cli, ["read", str(tmp_path), "-q"]).stdout)
+    assert [(r["number"], r["error"]) for r in rows] == [("", "no digit found")] * 2
+
+
+def test_drawing_a_glyph_one_pixel_high(shipped_model):
+    from digitcli.number_eval import draw_reading
+
+    glyph = segment.Glyph("1", 0.5, (10, 11, 5, 6))
+    picture = draw_reading(Image.new("L", (400, 300), 255), [glyph], height=64)
+    assert picture.height == 64 + 28
 
 
 def test_read_usage(runner, tmp_path):

@@ -32,6 +32,9 @@ MAX_SIDE = 65_535
 #: Images are reduced so that their longest side is at most this before the conversion.
 WORK_SIZE = 512
 
+#: The key of an opened image's ``info`` that holds its upright size before reduction.
+SOURCE_SIZE = "digitcli_source_size"
+
 
 #: The formats that are opened, all decoded inside this process: nothing else is handed to
 #: Pillow (EPS would run Ghostscript; ICO and ICNS hold images of their own). JPEG covers
@@ -70,7 +73,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_DATA = (b"IDAT", b"fdAT")  # image data: streamed, never read whole
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
+def open_image(path: str | os.PathLike[str], *, max_side: int = WORK_SIZE) -> Image.Image:
     """Open an image file, apply its EXIF orientation and bound its size.
 
     Only regular files are opened, without ever waiting (a FIFO or a device is refused),
@@ -80,11 +83,15 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
     ----------
     path : str or path-like
         A file in one of the :data:`FORMATS`; animated files give their first frame.
+    max_side : int
+        Reduce the image so that its longest side is at most this (:data:`WORK_SIZE` for a
+        digit; ``read`` keeps more of a long line).
 
     Returns
     -------
     PIL.Image.Image
-        The decoded image, longest side at most :data:`WORK_SIZE`.
+        The decoded image, upright, longest side at most `max_side`. Its
+        ``info[SOURCE_SIZE]`` is the upright size before any reduction.
 
     Raises
     ------
@@ -103,10 +110,10 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
                 formats = _formats_for(head)
                 if len(head) <= SMALL_FILE:
                     # Every chunk of a file read whole is as small as the file: no check.
-                    return _open_bounded(io.BytesIO(head), formats)
+                    return _open_bounded(io.BytesIO(head), formats, max_side)
                 fp.seek(0)
                 _check_png_chunks(fp)
-                return _open_bounded(fp, formats)
+                return _open_bounded(fp, formats, max_side)
     except Exception as exc:  # noqa: BLE001 - an odd file is that file's error, never a crash
         raise image_error(exc) from None
 
@@ -231,7 +238,7 @@ def _formats() -> tuple[str, ...]:
     return FORMATS
 
 
-def _open_bounded(fp: IO[bytes], formats: tuple[str, ...]) -> Image.Image:
+def _open_bounded(fp: IO[bytes], formats: tuple[str, ...], max_side: int) -> Image.Image:
     """Decode the first frame at a bounded size and apply the EXIF orientation."""
     with Image.open(fp, formats=formats) as src:
         n = src.width * src.height
@@ -241,7 +248,7 @@ def _open_bounded(fp: IO[bytes], formats: tuple[str, ...]) -> Image.Image:
             raise ImageError(f"too large: {src.width}x{src.height} pixels")
         if n == 0:
             raise ImageError("empty image: 0 pixels")
-        scale = max(src.size) / WORK_SIZE
+        scale = max(src.size) / max_side
         if scale > 1:
             # JPEG (and MPO) decode straight at a reduced scale; other formats ignore this.
             mode = "L" if src.mode in ("L", "RGB") else src.mode
@@ -249,22 +256,25 @@ def _open_bounded(fp: IO[bytes], formats: tuple[str, ...]) -> Image.Image:
         if src.format == "WEBP" and n > MAX_WEBP_PIXELS:
             raise ImageError(f"too large: {n} pixels (a WebP of more than {MAX_WEBP_PIXELS})")
         src.load()
-        img = _shrunk(src) if n > STRIP_PIXELS else src
+        img = _shrunk(src, max_side) if n > STRIP_PIXELS else src
         # Only a rotated or mirrored image needs the (copying) transpose.
-        if _orientation(src) in range(2, 9):
+        orientation = _orientation(src)
+        if orientation in range(2, 9):
             img = ImageOps.exif_transpose(img)
-    if max(img.size) > WORK_SIZE:
-        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+        size = src.size[::-1] if orientation in range(5, 9) else src.size
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.BOX)
+    img.info[SOURCE_SIZE] = size
     return img
 
 
-def _shrunk(img: Image.Image) -> Image.Image:
+def _shrunk(img: Image.Image, max_side: int) -> Image.Image:
     """A large image reduced by a whole factor (box means) a strip at a time.
 
-    The result is ``img.reduce(factor)``, still at least :data:`WORK_SIZE` wide or high, but
-    no full-size copy is ever made (reducing an image with alpha copies it whole).
+    The result is ``img.reduce(factor)``, still at least `max_side` wide or high, but no
+    full-size copy is ever made (reducing an image with alpha copies it whole).
     """
-    factor = max(1, max(img.size) // WORK_SIZE)
+    factor = max(1, max(img.size) // max_side)
     if factor == 1:
         return img
     w, h = img.size
