@@ -267,7 +267,6 @@ def digits_side_by_side(mask: np.ndarray) -> np.ndarray:
     numpy.ndarray
         int ``(n,)``.
     """
-    n = mask.shape[0]
     out = (mask.any(axis=(1, 2))).astype(np.intp)
     # Pieces sharing columns count once, so only ink with an empty column between ink can
     # hold two: the others (nearly every single digit) need no piece table.
