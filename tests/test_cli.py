@@ -411,12 +411,12 @@ def _run(code: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
-def test_classify_and_help_do_not_import_sklearn_or_joblib(make_digit):
+def test_classify_read_and_help_do_not_import_sklearn_or_joblib(make_digit):
     image = make_digit(6)
     code = (
         "import sys\n"
         "from digitcli.cli import cli\n"
-        "for args in (['--help'], ['classify', sys.argv[1]]):\n"
+        "for args in (['--help'], ['classify', sys.argv[1]], ['read', sys.argv[1]]):\n"
         "    try:\n"
         "        cli.main(args, prog_name='digitcli')\n"
         "    except SystemExit as e:\n"
