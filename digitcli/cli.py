@@ -939,6 +939,14 @@ def _show_pieces(
     help="Synthetic pen-stroke glyphs per digit added to the training data (0 = none).",
 )
 @click.option(
+    "--pieces",
+    type=click.IntRange(min=0, max=100_000),
+    default=DEFAULT_RECIPE.pieces,
+    show_default=True,
+    help="Synthetic numbers whose digits, cut as `read` cuts them, are added like the "
+    "glyphs (0 = none).",
+)
+@click.option(
     "--glyph-weight",
     type=FiniteFloatRange(min=0, min_open=True),
     default=DEFAULT_RECIPE.glyph_weight,
@@ -1025,6 +1033,7 @@ def train(
     augment: int,
     ensemble: int,
     synthetic: int,
+    pieces: int,
     glyph_weight: float,
     batch_size: int,
     learning_rate: float,
@@ -1107,7 +1116,7 @@ def train(
     r = result.recipe
     click.echo(
         f"recipe:        {r.describe()} originals={r.originals} "
-        f"glyph_weight={r.glyph_weight:g} max_iter={r.max_iter} "
+        f"pieces={r.pieces} glyph_weight={r.glyph_weight:g} max_iter={r.max_iter} "
         f"anneal_epochs={r.anneal_epochs} batch_size={r.batch_size} "
         f"learning_rate={r.learning_rate:g} kernel_weight={r.kernel_weight:g}",
         err=True,

@@ -289,6 +289,102 @@ def synthetic_data(per_digit: int) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(features), y
 
 
+#: Seeds of the synthetic numbers whose cut pieces training adds start here.
+PIECE_SEED = 2_000_000
+#: A candidate piece is a digit's when both its sides are within this share of the digit
+#: height of the digit's ink.
+PIECE_TOLERANCE = 0.12
+#: Shares of the synthetic numbers with each condition (as benchmarks/make_strings.py).
+PIECE_SHARES = {"touching": 0.35, "guide_line": 0.35, "texture": 0.4, "degrade": 0.35}
+
+
+def _piece_number(index: int) -> tuple[str, dict[str, Any]]:
+    """The text and :func:`~digitcli.synth.number_sample` options of number `index`."""
+    from digitcli.synth import END_MARKS
+
+    rng = np.random.default_rng([PIECE_SEED, index])
+    length = int(rng.integers(3, 8))
+    text = "".join(str(d) for d in rng.integers(0, 10, size=length))
+    if rng.random() < 0.3:  # a decimal or thousands separator
+        at = int(rng.integers(1, length))
+        text = text[:at] + str(rng.choice(list(".,'"))) + text[at:]
+    if rng.random() < 0.2:
+        text += str(rng.choice(list(END_MARKS)))
+    digit_pos = [i for i, c in enumerate(text) if c.isdigit()]
+    pairs = [k for k in range(length - 1) if digit_pos[k + 1] == digit_pos[k] + 1]
+    touching = tuple(k for k in pairs if rng.random() < PIECE_SHARES["touching"])
+    lo = float(rng.uniform(-0.15, 0.35))
+    options = {
+        "seed": PIECE_SEED + index,
+        "height": int(rng.integers(20, 51)),
+        "gap": (lo, lo + 0.05),
+        "touching": touching,
+        "guide_line": bool(rng.random() < PIECE_SHARES["guide_line"]),
+        "texture": bool(rng.random() < PIECE_SHARES["texture"]),
+        "degrade": bool(rng.random() < PIECE_SHARES["degrade"]),
+        "styles": "cheque",
+    }
+    return text, options
+
+
+def number_pieces(index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces of synthetic number `index` as the reader cuts them, with their digits.
+
+    The number (3 to 7 digits, some with a separator, an end mark, touching pairs, a guide
+    line, a security ground or a degraded scan; the ``"cheque"`` shapes) is drawn by
+    :func:`digitcli.synth.number_sample` and laid out by :func:`digitcli.segment.layout` as
+    ``digitcli read`` does. Of the candidate pieces whose left and right sides are both
+    within :data:`PIECE_TOLERANCE` of the digit height of a digit's ink, the closest is
+    that digit (none if there is none): a piece as the reader cuts it, with a neighbour's
+    fragment, a seam through a stroke or a guide line's remnant. The same `index` gives
+    the same pieces.
+
+    Returns
+    -------
+    X, y : numpy.ndarray
+        uint8 ``(n, 64)`` features and int64 labels, left to right (at most one piece per
+        digit).
+    """
+    from digitcli.conversion.decode import gray_pixels, scaled
+    from digitcli.segment import layout
+    from digitcli.synth import number_sample
+
+    text, options = _piece_number(index)
+    img, spans = number_sample(text, **options)
+    lay = layout(scaled(gray_pixels(img)))
+    digits = [int(c) for c in text if c.isdigit()]
+    if lay is None:
+        return np.zeros((0, 64), dtype=np.uint8), np.zeros(0, dtype=np.int64)
+    row_of = np.cumsum(lay.found) - 1
+    tol = PIECE_TOLERANCE * options["height"]
+    rows, labels = [], []
+    for digit, (lo, hi) in zip(digits, spans, strict=True):
+        near = [
+            (abs(left - lo) + abs(right - hi), k)
+            for k, (_, _, left, right) in enumerate(lay.boxes)
+            if lay.found[k] and abs(left - lo) <= tol and abs(right - hi) <= tol
+        ]
+        if near:
+            rows.append(row_of[min(near)[1]])
+            labels.append(digit)
+    X = lay.features[np.asarray(rows, dtype=np.intp)].astype(np.uint8)
+    return X, np.asarray(labels, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=4)
+def piece_data(numbers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cut pieces (:func:`number_pieces`) of synthetic numbers ``0 .. numbers - 1``.
+
+    Returns
+    -------
+    X, y : numpy.ndarray
+        float64 ``(n, 64)`` features and int64 labels; cached per process.
+    """
+    parts = [number_pieces(i) for i in range(numbers)]
+    X = np.vstack([p[0] for p in parts]).astype(np.float64)
+    return X, np.concatenate([p[1] for p in parts])
+
+
 def synthetic(per_digit: int) -> Dataset:
     """The synthetic pen-stroke glyphs training adds (:func:`synthetic_data`) as a dataset.
 
@@ -306,6 +402,49 @@ def synthetic(per_digit: int) -> Dataset:
         raise ValueError(f"per_digit must be 1 or more, got {per_digit}")
     X, y = synthetic_data(per_digit)
     return _dataset(X, y, "synthetic", f"digitcli.synth glyphs, {per_digit} per digit", None)
+
+
+def pieces(numbers: int) -> Dataset:
+    """The cut pieces of synthetic numbers training adds (:func:`piece_data`) as a dataset.
+
+    Parameters
+    ----------
+    numbers : int
+        Synthetic numbers cut (1 or more).
+
+    Returns
+    -------
+    X, y, source : numpy.ndarray, numpy.ndarray, Source
+        float64 ``(n, 64)``; kind ``"synthetic"``.
+    """
+    if numbers < 1:
+        raise ValueError(f"numbers must be 1 or more, got {numbers}")
+    X, y = piece_data(numbers)
+    name = f"digitcli.synth numbers cut by digitcli.segment, {numbers} numbers"
+    return _dataset(X, y, "synthetic", name, None)
+
+
+def glyph_data(per_digit: int, numbers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The glyphs (:func:`synthetic_data`) then the cut pieces (:func:`piece_data`) a fit adds.
+
+    Parameters
+    ----------
+    per_digit, numbers : int
+        Glyphs per digit and synthetic numbers cut (0 = none of them).
+
+    Returns
+    -------
+    X, y : numpy.ndarray
+        float64 ``(n, 64)`` features and int64 labels.
+    """
+    parts = [synthetic_data(per_digit)] if per_digit > 0 else []
+    if numbers > 0:
+        parts.append(piece_data(numbers))
+    if not parts:
+        return np.zeros((0, 64)), np.zeros(0, dtype=np.int64)
+    if len(parts) == 1:
+        return parts[0]
+    return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def iter_labelled_images(root: str | os.PathLike[str]) -> Iterator[tuple[str, int]]:

@@ -31,6 +31,10 @@ class Recipe:
     synthetic : int
         Pen-stroke glyphs per digit (:mod:`digitcli.synth`, converted like real images)
         added to every fit's training data, each with one distorted copy (0 = none).
+    pieces : int
+        Synthetic handwritten numbers whose digits, cut out as the reader cuts them
+        (:func:`digitcli.datasets.piece_data`), are added to every fit's training data
+        like the glyphs (each with one distorted copy, weighted `glyph_weight`) (0 = none).
     glyph_weight : float
         Weight in the loss of each glyph and of its copy, against 1 for a Digits image or
         copy. Many glyphs at a lower weight teach more shapes without crowding out Digits.
@@ -54,7 +58,8 @@ class Recipe:
     max_iter: int = 40
     augment: int = 4
     ensemble: int = 8
-    synthetic: int = 1000
+    synthetic: int = 700
+    pieces: int = 1200
     glyph_weight: float = 0.5
     batch_size: int = 500
     learning_rate: float = 3e-3
@@ -88,7 +93,7 @@ HOLDOUT_IMAGES = 0.2
 DEFAULT_RECIPE = Recipe()
 
 #: ``--fast``: a small recipe for trying things out (about 10 s on 2 cores).
-FAST_RECIPE = Recipe(hidden_layers=(128,), augment=1, ensemble=1, synthetic=50)
+FAST_RECIPE = Recipe(hidden_layers=(128,), augment=1, ensemble=1, synthetic=50, pieces=0)
 FAST_FOLDS = 3
 
 

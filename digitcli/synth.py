@@ -727,6 +727,12 @@ def _widen(profile: np.ndarray, r: int) -> np.ndarray:
 
 def _nearest(a: np.ndarray, b: np.ndarray) -> float:
     """The least distance between a point of `a` and a point of `b` (``(n, 2)`` each)."""
+    # Points further apart across than one pair's distance are not the nearest pair: leave
+    # them out (the nearest pair is kept, and its distance computed just as among all).
+    i, j = int(a[:, 0].argmin()), int(b[:, 0].argmax())
+    bound = np.sqrt(((a[i] - b[j]) ** 2).sum())
+    a = a[(a[:, 0] <= b[j, 0] + bound) & (a[:, 0] >= b[:, 0].min() - bound)]
+    b = b[(b[:, 0] >= a[:, 0].min() - bound) & (b[:, 0] <= a[:, 0].max() + bound)]
     return float(np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1).min()))
 
 
@@ -806,6 +812,7 @@ def number_image(
     guide_line: bool = False,
     texture: bool = False,
     degrade: bool = False,
+    styles: str = "common",
 ) -> Image.Image:
     """A handwritten number, such as the amount in figures on a cheque.
 
@@ -826,6 +833,7 @@ def number_image(
         guide_line=guide_line,
         texture=texture,
         degrade=degrade,
+        styles=styles,
     )[0]
 
 
@@ -839,6 +847,7 @@ def number_sample(
     guide_line: bool = False,
     texture: bool = False,
     degrade: bool = False,
+    styles: str = "common",
 ) -> tuple[Image.Image, list[tuple[float, float]]]:
     """A handwritten number, and where each digit's ink lies across it.
 
@@ -877,6 +886,9 @@ def number_sample(
         wavy or cross-hatched), much lighter than the ink. Default False.
     degrade : bool, optional
         Blur slightly, add noise and compress as a low-quality JPEG. Default False.
+    styles : str, optional
+        The shape set the hand's ways of writing are picked from, as
+        :func:`render_digit`'s: ``"common"`` (the default) or ``"cheque"``.
 
     Returns
     -------
@@ -901,6 +913,7 @@ def number_sample(
     tokens = _parse_number(text)
     if isinstance(height, bool) or int(height) != height or height < 8:
         raise ValueError(f"height must be an integer >= 8, got {height!r}")
+    _variants(0, styles)  # refuses an unknown shape set before anything is drawn
     lo_gap, hi_gap = (float(g) for g in gap)
     if not lo_gap <= hi_gap:
         raise ValueError(f"gap must be an ordered range (low, high), got {gap!r}")
@@ -931,7 +944,7 @@ def number_sample(
     digit_strokes_at: list[range] = []  # which of `placed` each digit's strokes are
     for t_index, token in enumerate(tokens):
         if token.isdigit():
-            variants = _VARIANTS[int(token)]
+            variants = _variants(int(token), styles)
             variant = variants[int(variant_pick[int(token)] * len(variants))]
             size = h * rng.uniform(0.9, 1.04)
             shaped = _shape(

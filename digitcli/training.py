@@ -20,7 +20,7 @@ from PIL import Image
 
 from digitcli import __version__, datasets
 from digitcli.conversion.pipeline import features_of, rows_from_masks
-from digitcli.datasets import synthetic_data
+from digitcli.datasets import glyph_data, synthetic_data  # noqa: F401 (training.synthetic_data)
 from digitcli.errors import DataError
 from digitcli.model import MAX_KERNEL_CENTRES, Kernel, Layer, Model, rbf
 from digitcli.parallel import ordered_map
@@ -325,8 +325,9 @@ def fit_recipe(
 
     Member ``k`` uses seed ``seed + k`` for its distorted copies and its weights. Each
     member's training data are the originals (``recipe.originals`` times), their distorted
-    copies, the recipe's synthetic glyphs (:func:`synthetic_data`) with one distorted
-    copy of each, weighted ``recipe.glyph_weight`` in the loss, and the `extra` rows,
+    copies, the recipe's synthetic glyphs (:func:`synthetic_data`) and cut pieces of
+    synthetic numbers (:func:`~digitcli.datasets.piece_data`) with one distorted copy of
+    each, weighted ``recipe.glyph_weight`` in the loss, and the `extra` rows,
     treated like the originals (``recipe.originals`` times, ``recipe.augment`` distorted
     copies) with their own weights.
 
@@ -341,8 +342,8 @@ def fit_recipe(
     n_jobs : int
         Workers over the members (:func:`digitcli.parallel.ordered_map`; -1 = all cores).
     glyphs : tuple of numpy.ndarray or None
-        ``synthetic_data(recipe.synthetic)`` if the caller has it already (they take
-        seconds to draw, and workers would each draw them again).
+        ``glyph_data(recipe.synthetic, recipe.pieces)`` if the caller has it already
+        (they take seconds to draw, and workers would each draw them again).
     progress : callable or None
         ``progress("fit", done, recipe.ensemble)`` as each member is fitted.
     extra : tuple of numpy.ndarray or None
@@ -354,10 +355,10 @@ def fit_recipe(
     list of tuple of (W, b)
         One network per member.
     """
-    if recipe.synthetic <= 0:
+    if recipe.synthetic <= 0 and recipe.pieces <= 0:
         glyphs = None
     elif glyphs is None:
-        glyphs = synthetic_data(recipe.synthetic)
+        glyphs = glyph_data(recipe.synthetic, recipe.pieces)
 
     fit = functools.partial(
         _fit_member, X=X, y=y, recipe=recipe, seed=seed, glyphs=glyphs, extra=extra
@@ -495,7 +496,7 @@ def _fold_score(
     X: np.ndarray,
     y: np.ndarray,
     seed: int,
-    glyphs: dict[int, tuple[np.ndarray, np.ndarray]],
+    glyphs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
     extra: Extra | None = None,
 ) -> tuple[tuple[int, int], float]:
     """Fit a fold and score it (a task of :func:`digitcli.parallel.ordered_map`).
@@ -503,7 +504,7 @@ def _fold_score(
     The folds split `X`; every fold's fit has the `extra` rows too.
     """
     r, f, recipe, train, valid = task
-    glyphs_of = glyphs.get(recipe.synthetic)
+    glyphs_of = glyphs.get((recipe.synthetic, recipe.pieces))
     model = fit_model(X[train], y[train], recipe, seed + f, glyphs=glyphs_of, extra=extra)
     digits, _ = model.predict(X[valid])
     return (r, f), float((digits == y[valid]).mean())
@@ -527,7 +528,11 @@ def _cv_jobs(
     from sklearn.model_selection import StratifiedKFold
 
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
-    glyphs = {n: synthetic_data(n) for n in {r.synthetic for r in recipes} if n > 0}
+    glyphs = {
+        (n, p): glyph_data(n, p)
+        for n, p in {(r.synthetic, r.pieces) for r in recipes}
+        if n > 0 or p > 0
+    }
     tasks = [
         (r, f, recipe, tr, va)
         for r, recipe in enumerate(recipes)
@@ -686,6 +691,9 @@ def train(
     if recipe.synthetic > 0:
         glyphs = datasets.synthetic(recipe.synthetic)[2].to_dict()
         sources.append({"role": "synthetic", **glyphs, "weight": recipe.glyph_weight})
+    if recipe.pieces > 0:
+        cut = datasets.pieces(recipe.pieces)[2].to_dict()
+        sources.append({"role": "pieces", **cut, "weight": recipe.glyph_weight})
     for source, fitted, held in zip(images, fitted_parts, held_parts, strict=True):
         sources.append(_images_record(source[2], fitted, held, images_weight, model, baseline))
     metadata = {

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from digitcli import datasets
 from digitcli import model as model_io
 from digitcli.cli import cli
 
@@ -199,6 +200,7 @@ def test_eval_usage_errors(runner, tmp_path):
 # A tiny recipe: one small network, no distorted copies, glyphs or kernel member, 2 folds.
 QUICK = [
     *("--hidden-layers", "24", "--max-iter", "25", "--augment", "0", "--synthetic", "0"),
+    *("--pieces", "0"),
     *("--ensemble", "1", "--originals", "1", "--anneal-epochs", "0", "--kernel-weight", "0"),
     *("--folds", "2", "-j", "1"),
 ]
@@ -229,7 +231,7 @@ def kernel_model(tmp_path_factory):
 
 def test_train_writes_model_and_summary(runner, tmp_path):
     out = tmp_path / "m.npz"
-    args = ["--augment", "1", "--synthetic", "2", "--glyph-weight", "0.3"]
+    args = ["--augment", "1", "--synthetic", "2", "--pieces", "2", "--glyph-weight", "0.3"]
     result = runner.invoke(cli, ["train", *QUICK, *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
@@ -240,6 +242,9 @@ def test_train_writes_model_and_summary(runner, tmp_path):
     assert model.metadata["recipe"]["augment"] == 1
     assert model.metadata["recipe"]["synthetic"] == 2
     assert model.metadata["recipe"]["glyph_weight"] == 0.3
+    assert model.metadata["recipe"]["pieces"] == 2 and "pieces=2" in result.stderr
+    [cut] = [s for s in model.metadata["sources"] if s["role"] == "pieces"]
+    assert cut["weight"] == 0.3 and cut["n"] == len(datasets.piece_data(2)[1])
 
 
 def test_train_is_deterministic(runner, tmp_path, digits):

@@ -17,6 +17,7 @@ TINY = training.Recipe(
     augment=0,
     ensemble=1,
     synthetic=0,
+    pieces=0,
     originals=1,
     anneal_epochs=0,
     kernel_weight=0.0,
@@ -125,6 +126,39 @@ def test_synthetic_dataset():
         datasets.synthetic(0)
 
 
+def test_number_pieces_are_the_digits_as_the_reader_cuts_them():
+    X, y = datasets.number_pieces(0)
+    text, options = datasets._piece_number(0)
+    digits = [int(c) for c in text if c.isdigit()]
+    assert X.dtype == np.uint8 and X.shape == (len(y), 64) and X.max() <= 16
+    assert len(y) <= len(digits) and set(y.tolist()) <= set(digits)
+    assert np.all(X.sum(axis=1) > 0)
+    again = datasets.number_pieces(0)
+    np.testing.assert_array_equal(again[0], X)
+    np.testing.assert_array_equal(again[1], y)
+    # The reader's pieces of most digits are found among its candidates.
+    found = sum(len(datasets.number_pieces(i)[1]) for i in range(8))
+    wanted = sum(sum(c.isdigit() for c in datasets._piece_number(i)[0]) for i in range(8))
+    assert found >= 0.8 * wanted
+
+
+def test_pieces_dataset_and_glyph_data():
+    X, y, source = datasets.pieces(3)
+    parts = [datasets.number_pieces(i) for i in range(3)]
+    np.testing.assert_array_equal(X, np.vstack([p[0] for p in parts]))
+    np.testing.assert_array_equal(y, np.concatenate([p[1] for p in parts]))
+    check_dataset(X, y, source, len(y))
+    assert source.kind == "synthetic" and "3 numbers" in source.name
+    Xg, yg = datasets.glyph_data(2, 3)
+    Xs, ys = datasets.synthetic_data(2)
+    np.testing.assert_array_equal(Xg, np.vstack([Xs, X]))
+    np.testing.assert_array_equal(yg, np.concatenate([ys, y]))
+    assert datasets.glyph_data(2, 0)[0] is Xs
+    assert datasets.glyph_data(0, 0)[0].shape == (0, 64)
+    with pytest.raises(ValueError, match="numbers"):
+        datasets.pieces(0)
+
+
 def test_holdout_is_stratified_disjoint_and_fixed():
     y = np.concatenate([np.repeat(np.arange(10), 10), [3, 3, 7]])
     y = np.concatenate([y, [5]])  # digit 5: 11 rows
@@ -148,7 +182,7 @@ def test_extra_images_are_fitted_like_originals_with_their_weight(digits, monkey
         return ()
 
     monkeypatch.setattr(training, "fit_network", fake_fit)
-    recipe = training.Recipe(augment=1, ensemble=1, synthetic=0, originals=2)
+    recipe = training.Recipe(augment=1, ensemble=1, synthetic=0, pieces=0, originals=2)
     extra = (X[100:110], y[100:110], np.full(10, 3.0))
     training.fit_recipe(X[:40], y[:40], recipe, seed=0, extra=extra)
     [(Xa, ya, weight)] = seen
@@ -220,6 +254,7 @@ TINY_OPTIONS = [
     "--augment=0",
     "--ensemble=1",
     "--synthetic=0",
+    "--pieces=0",
     "--originals=1",
     "--anneal-epochs=0",
     "--kernel-weight=0",

@@ -204,6 +204,7 @@ TINY = training.Recipe(
     augment=0,
     ensemble=3,
     synthetic=2,
+    pieces=0,
     batch_size=100,
     kernel_weight=0,
 )

@@ -107,6 +107,19 @@ def test_touching_must_be_adjacent_digits():
         number_image("123", seed=0, touching=(2,))
 
 
+def test_number_image_cheque_styles():
+    common = [np.asarray(number_image("1247", seed=s)) for s in range(6)]
+    cheque = [np.asarray(number_image("1247", seed=s, styles="cheque")) for s in range(6)]
+    # Same hands, but some pick a shape only the cheque set has.
+    assert any(
+        a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(common, cheque, strict=True)
+    )
+    again = np.asarray(number_image("1247", seed=3, styles="cheque"))
+    np.testing.assert_array_equal(again, cheque[3])
+    with pytest.raises(ValueError, match="styles"):
+        number_image("12", seed=0, styles="fancy")
+
+
 @pytest.mark.parametrize("text", ["", "12..3", ".12", "12.", "1a2", "12-3", "=12"])
 def test_number_image_rejects_malformed_text(text):
     with pytest.raises(ValueError, match="text must be"):

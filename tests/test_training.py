@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from digitcli import training
+from digitcli import datasets, training
 
 
 def test_split_is_stratified_disjoint_and_fixed(digits):
@@ -71,7 +71,9 @@ def test_fit_recipe_data_are_originals_copies_and_glyphs(digits, monkeypatch):
         return ()
 
     monkeypatch.setattr(training, "fit_network", fake_fit)
-    recipe = training.Recipe(augment=2, ensemble=1, synthetic=3, originals=3, glyph_weight=0.25)
+    recipe = training.Recipe(
+        augment=2, ensemble=1, synthetic=3, pieces=0, originals=3, glyph_weight=0.25
+    )
     training.fit_recipe(X[:40], y[:40], recipe, seed=0)
     [(Xa, ya, weight)] = seen
     assert Xa.shape == (40 + 40 * 2 + 40 * 2 + 30 * 2, 64)
@@ -86,11 +88,28 @@ def test_fit_recipe_data_are_originals_copies_and_glyphs(digits, monkeypatch):
     np.testing.assert_array_equal(weight, [1.0] * 200 + [0.25] * 60)  # glyphs and their copies
 
 
+@pytest.mark.parametrize("synthetic", [0, 1])
+def test_fit_recipe_adds_cut_pieces_like_glyphs(digits, monkeypatch, synthetic):
+    X, y = digits
+    seen = []
+    monkeypatch.setattr(training, "fit_network", lambda *a: seen.append(a) or ())
+    recipe = training.Recipe(
+        augment=0, ensemble=1, synthetic=synthetic, pieces=2, originals=1, glyph_weight=0.25
+    )
+    training.fit_recipe(X[:40], y[:40], recipe, seed=0)
+    [(Xa, ya, _, _, weight)] = seen
+    Xg, yg = datasets.glyph_data(synthetic, 2)
+    assert len(yg) > 10 * synthetic  # the pieces follow the glyphs
+    np.testing.assert_array_equal(Xa[40 : 40 + len(yg)], Xg)
+    np.testing.assert_array_equal(ya[40:], np.concatenate([yg, yg]))
+    np.testing.assert_array_equal(weight, [1.0] * 40 + [0.25] * 2 * len(yg))
+
+
 def test_glyph_weight_one_leaves_the_loss_unweighted(digits, monkeypatch):
     X, y = digits
     seen = []
     monkeypatch.setattr(training, "fit_network", lambda *a: seen.append(a[4]) or ())
-    recipe = training.Recipe(augment=0, ensemble=1, synthetic=2, glyph_weight=1.0)
+    recipe = training.Recipe(augment=0, ensemble=1, synthetic=2, pieces=0, glyph_weight=1.0)
     training.fit_recipe(X[:40], y[:40], recipe, seed=0)
     assert seen == [None]
 
@@ -112,9 +131,9 @@ def test_fit_recipe_uses_glyphs_it_is_given(digits, monkeypatch):
     X, y = digits
     glyphs = training.synthetic_data(2)
     seen = []
-    monkeypatch.setattr(training, "synthetic_data", lambda n: pytest.fail("drawn again"))
+    monkeypatch.setattr(training, "glyph_data", lambda n, p: pytest.fail("drawn again"))
     monkeypatch.setattr(training, "fit_network", lambda Xa, *rest: seen.append(Xa) or ())
-    recipe = training.Recipe(augment=0, ensemble=2, synthetic=2, originals=1)
+    recipe = training.Recipe(augment=0, ensemble=2, synthetic=2, pieces=0, originals=1)
     training.fit_recipe(X[:40], y[:40], recipe, seed=0, glyphs=glyphs)
     assert len(seen) == 2
     for Xa in seen:
@@ -159,6 +178,7 @@ def test_train_records_its_figures():
         augment=0,
         ensemble=2,
         synthetic=0,
+        pieces=0,
         originals=1,
         anneal_epochs=0,
         kernel_weight=0,
@@ -193,7 +213,9 @@ def test_kernel_member_is_rbf_logistic_regression_on_the_originals(digits):
 
 def test_fit_model_adds_the_kernel_member_only_when_weighted(digits):
     X, y = digits
-    recipe = training.Recipe(hidden_layers=(8,), max_iter=5, augment=0, ensemble=2, synthetic=0)
+    recipe = training.Recipe(
+        hidden_layers=(8,), max_iter=5, augment=0, ensemble=2, synthetic=0, pieces=0
+    )
     with_kernel = training.fit_model(X[:200], y[:200], recipe, seed=0)
     assert len(with_kernel.members) == 2 and with_kernel.kernel.weight == 0.2
     alone = training.fit_model(X[:200], y[:200], replace(recipe, kernel_weight=0), seed=0)
@@ -234,7 +256,7 @@ def test_augmented_copies_look_converted(digits):
 
 
 TINY = training.Recipe(
-    hidden_layers=(8,), max_iter=3, augment=0, ensemble=3, synthetic=0, batch_size=100
+    hidden_layers=(8,), max_iter=3, augment=0, ensemble=3, synthetic=0, pieces=0, batch_size=100
 )
 
 
