@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import glob
 import json
 import math
@@ -236,10 +237,13 @@ def _run_batches(
     start: Any,
     make_writer: Any,
 ) -> None:
-    """Walk the inputs, run `start(paths, model)`'s batches, write rows, summarise, exit.
+    """Walk the inputs, run `start`'s batches, write rows, summarise, exit.
+
+    `start(paths, model, invert=, jobs=, min_confidence=)` gives the batches of results
+    (:func:`digitcli.batch.classify_batches`, :func:`digitcli.reading.read_batches`).
 
     `verb` is the progress bar's word and the summary's (``classifying``, ``classified``).
-    Each result needs ``failed`` (no reading) and ``flag``.
+    Each result has an ``error`` (empty when read) and a ``flag``.
     """
     import itertools
 
@@ -271,7 +275,13 @@ def _run_batches(
         _files_progress(bar, verb[0], inputs, files_from) as tick,
     ):
         writer = make_writer(fmt, stream)
-        batches = start(iter_inputs(sources(), stats), model)
+        batches = start(
+            iter_inputs(sources(), stats),
+            model,
+            invert=batch.invert,
+            jobs=_cores(batch.jobs),
+            min_confidence=batch.min_confidence,
+        )
         try:
             for results in batches:
                 for result in results:
@@ -320,21 +330,10 @@ def classify(probabilities: bool, **options: Any) -> None:
     """
     from digitcli.batch import WRITERS, classify_batches
 
-    batch = _Batch(**options)
-
-    def start(paths: Any, model: Any) -> Any:
-        return classify_batches(
-            paths,
-            model,
-            invert=batch.invert,
-            jobs=_cores(batch.jobs),
-            min_confidence=batch.min_confidence,
-        )
-
     _run_batches(
-        batch,
+        _Batch(**options),
         ("classifying", "classified"),
-        start,
+        classify_batches,
         lambda fmt, stream: WRITERS[fmt](stream, probabilities),
     )
 
@@ -368,22 +367,10 @@ def read(details: bool, keep_separators: bool, **options: Any) -> None:
     """
     from digitcli.reading import NUMBER_WRITERS, read_batches
 
-    batch = _Batch(**options)
-
-    def start(paths: Any, model: Any) -> Any:
-        return read_batches(
-            paths,
-            model,
-            invert=batch.invert,
-            jobs=_cores(batch.jobs),
-            min_confidence=batch.min_confidence,
-            keep_separators=keep_separators,
-        )
-
     _run_batches(
-        batch,
+        _Batch(**options),
         ("reading", "read"),
-        start,
+        functools.partial(read_batches, keep_separators=keep_separators),
         lambda fmt, stream: NUMBER_WRITERS[fmt](stream, details),
     )
 
@@ -819,8 +806,8 @@ def _show_pieces(
     from rich.markup import escape
 
     from digitcli.conversion.decode import open_image
-    from digitcli.evaluation import render_grid
-    from digitcli.number_eval import draw_reading, ink_picture, save_pieces
+    from digitcli.evaluation import render_grid, save_new_pictures
+    from digitcli.number_eval import draw_reading, ink_picture
     from digitcli.reading import read_batches
 
     failed = 0
@@ -851,9 +838,8 @@ def _show_pieces(
                 grid = glyph.features.reshape(8, 8)
                 console.print(render_grid(title, grid, glyph.probabilities))
             if save_dir:
-                written = save_pieces(
-                    save_dir, result.path, draw_reading(image, reading.glyphs, height=128)
-                )
+                picture = draw_reading(image, reading.glyphs, height=128)
+                [written] = save_new_pictures(save_dir, result.path, {"pieces": picture})
                 click.echo(f"wrote {written}", err=True)
     if failed:
         click.get_current_context().exit(1)

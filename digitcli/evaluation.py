@@ -377,7 +377,7 @@ def _cell_origin(index: int) -> tuple[int, int]:
     return (index % SHEET_COLUMNS) * SHEET_CELL_WIDTH, (index // SHEET_COLUMNS) * SHEET_CELL_HEIGHT
 
 
-def _page_paths(path: Path, pages: int) -> list[Path]:
+def page_paths(path: Path, pages: int) -> list[Path]:
     """`path` for one page; ``stem-1.png``, ``stem-2.png``, ... beside it for more."""
     if pages == 1:
         return [path]
@@ -422,7 +422,7 @@ def error_sheet(entries: Sequence[SheetEntry], path: str | os.PathLike[str]) -> 
         return font.getlength(line) <= SHEET_CONTENT_WIDTH
 
     pages = [entries[i : i + SHEET_CELLS] for i in range(0, len(entries), SHEET_CELLS)]
-    targets = _page_paths(Path(path), len(pages))
+    targets = page_paths(Path(path), len(pages))
     for page, target in zip(pages, targets, strict=True):
         rows = math.ceil(len(page) / SHEET_COLUMNS)
         sheet = Image.new(
@@ -496,8 +496,7 @@ def save_views(
 ) -> list[Path]:
     """Write an image's 32x32 bitmap and 8x8 grid as ``STEM_32x32.png`` and ``STEM_8x8.png``.
 
-    Nothing is ever overwritten, and no link is followed: when either name is taken (by a
-    file, a folder or a link planted there), the stem becomes ``STEM-2``, ``STEM-3``, ...
+    Nothing is ever overwritten and no link is followed (see :func:`save_new_pictures`).
 
     Parameters
     ----------
@@ -515,26 +514,52 @@ def save_views(
     """
     from PIL import Image
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     views = {
         "32x32": Image.fromarray(np.where(bitmap, 0, 255).astype(np.uint8)),
         "8x8": Image.fromarray((255 - grid * 255 // 16).astype(np.uint8)),
     }
+    big = {view: img.resize((256, 256), Image.Resampling.NEAREST) for view, img in views.items()}
+    return save_new_pictures(folder, name, big)
+
+
+def save_new_pictures(
+    folder: str | os.PathLike[str], name: str, pictures: dict[str, Any]
+) -> list[Path]:
+    """Write each picture as ``STEM_KEY.png`` in `folder`, never over anything.
+
+    No link is followed: when any of the names is taken (by a file, a folder or a link
+    planted there), the stem becomes ``STEM-2``, ``STEM-3``, ...
+
+    Parameters
+    ----------
+    folder : path-like
+        Where to write (made if missing).
+    name : str
+        The image's path; its stem names the files.
+    pictures : dict of str to PIL.Image.Image
+        The pictures, by the suffix of their names.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in the order of `pictures`.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     for number in itertools.count(1):
         base = stem if number == 1 else f"{stem}-{number}"
-        paths = [out / f"{base}_{view}.png" for view in views]
+        paths = [out / f"{base}_{key}.png" for key in pictures]
         if any(os.path.lexists(p) for p in paths):
             continue
         try:
             fds = [os.open(p, flags, 0o666) for p in paths]
         except FileExistsError:  # taken since the check: try the next stem
             continue
-        for fd, img in zip(fds, views.values(), strict=True):
+        for fd, img in zip(fds, pictures.values(), strict=True):
             with open(fd, "wb") as fh:
-                img.resize((256, 256), Image.Resampling.NEAREST).save(fh, format="PNG")
+                img.save(fh, format="PNG")
         return paths
     raise AssertionError("unreachable")  # pragma: no cover
 

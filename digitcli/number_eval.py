@@ -260,29 +260,6 @@ def ink_picture(image: Any, glyphs: Sequence[Any], *, columns: int = 96) -> str:
     return picture + "\n" + "".join(numbers).rstrip()
 
 
-def save_pieces(folder: str | os.PathLike[str], name: str, picture: Any) -> Path:
-    """Write an annotated picture as ``STEM_pieces.png`` in `folder`, never over a file.
-
-    A taken name (by a file, a folder or a link) makes the stem ``STEM-2``, ``STEM-3``, ...
-    """
-    import itertools
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = Path(name).stem
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    for number in itertools.count(1):
-        target = out / f"{stem if number == 1 else f'{stem}-{number}'}_pieces.png"
-        try:
-            fd = os.open(target, flags, 0o666)
-        except FileExistsError:
-            continue
-        with open(fd, "wb") as fh:
-            picture.save(fh, format="PNG")
-        return target
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def number_error_sheet(
     entries: Sequence[tuple[str, str, Any]], path: str | os.PathLike[str]
 ) -> list[Path]:
@@ -304,15 +281,11 @@ def number_error_sheet(
 
     from digitcli.conversion.decode import open_image
     from digitcli.errors import ImageError
+    from digitcli.evaluation import page_paths
 
     font = ImageFont.load_default()
     pages = [entries[i : i + SHEET_ROWS] for i in range(0, len(entries), SHEET_ROWS)]
-    target = Path(path)
-    targets = (
-        [target]
-        if len(pages) == 1
-        else [target.with_name(f"{target.stem}-{n}.png") for n in range(1, len(pages) + 1)]
-    )
+    targets = page_paths(Path(path), len(pages))
     row_height = SHEET_IMAGE_HEIGHT + 30
     for page, out in zip(pages, targets, strict=True):
         sheet = Image.new("RGB", (SHEET_WIDTH, len(page) * row_height), "white")
@@ -374,7 +347,6 @@ __all__ = [
     "draw_reading",
     "evaluate_numbers",
     "ink_picture",
-    "save_pieces",
     "number_error_sheet",
     "number_metrics",
     "read_labels",

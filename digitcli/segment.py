@@ -36,7 +36,7 @@ import numpy as np
 
 from digitcli.conversion.ink import ink_masks, ink_strength
 from digitcli.conversion.nist import block_counts, nist_steps
-from digitcli.conversion.pieces import piece_table
+from digitcli.conversion.pieces import piece_table, runs
 from digitcli.errors import ModelError
 
 #: Shears tried for the line's slant (columns moved per row, relative to the height).
@@ -47,10 +47,11 @@ MIN_DIGIT_HEIGHT = 6
 DUST_FRACTION = 0.03
 #: A piece shorter than this fraction of the digit height is a mark (a dot, a dash, a bar).
 MARK_HEIGHT = 0.5
-#: Ink in horizontal runs this long (a fraction of the image's width) is a guide line ...
-LINE_LENGTH = 0.3
-#: The ground under a line is estimated on a copy at most this many pixels wide.
+#: The ground under a line is estimated on a copy at most this many pixels on its longest side.
 LINE_WORK = 128
+#: Ink in horizontal runs this long (a fraction of the image's width), and longer than
+#: LINE_HEIGHTS times the image's height, is a guide line ...
+LINE_LENGTH = 0.3
 LINE_HEIGHTS = 1.0
 #: ... except where the ink runs on vertically beyond this many times the line's thickness.
 LINE_CROSSING = 1.5
@@ -63,7 +64,6 @@ ONE_WIDTH = 0.3
 #: The line's digit width lies in this range of its digit height.
 DIGIT_WIDTH_LOW = 0.35
 DIGIT_WIDTH_HIGH = 1.1
-WIDTH_PERCENTILE = 50.0
 #: Widths (in digit heights) that one digit's cut may take.
 MIN_DIGIT_WIDTH = 0.12
 MAX_DIGIT_WIDTH = 1.2
@@ -178,15 +178,12 @@ def upright(mask: np.ndarray) -> float:
 def _run_lengths(mask: np.ndarray) -> np.ndarray:
     """For each pixel of a 2-D mask, the length of the horizontal run of ink holding it."""
     h, w = mask.shape
-    padded = np.zeros((h, w + 2), dtype=bool)
-    padded[:, 1:-1] = mask
-    flat = padded.ravel()
-    starts = np.flatnonzero(flat[1:] & ~flat[:-1]) + 1
-    ends = np.flatnonzero(flat[:-1] & ~flat[1:]) + 1
-    lengths = np.zeros(flat.size + 1, dtype=np.intp)
-    np.add.at(lengths, starts, ends - starts)
-    np.subtract.at(lengths, ends, ends - starts)
-    return np.cumsum(lengths[:-1]).reshape(h, w + 2)[:, 1:-1] * mask
+    rows, starts, ends = runs(mask[None])
+    length = ends - starts + 1
+    marks = np.zeros((h, w + 1), dtype=np.intp)  # +length where a run starts, - past its end
+    np.add.at(marks, (rows, starts), length)
+    np.subtract.at(marks, (rows, ends + 1), length)
+    return np.cumsum(marks, axis=1)[:, :w]
 
 
 def remove_lines(mask: np.ndarray) -> np.ndarray:
@@ -227,7 +224,7 @@ def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, f
     width = table.right - table.left
     keep = table.size >= DUST_FRACTION * table.size.max()
     # Guide lines and bands along the border: long and flat.
-    keep &= ~((width >= 4 * np.maximum(height, 1)) & (width >= 0.3 * w))
+    keep &= ~((width >= 4 * np.maximum(height, 1)) & (width >= LINE_LENGTH * w))
     tall = keep & (table.size >= 0.2 * table.size[keep].max(initial=0))
     if not tall.any():
         return [], [], labels, 0.0
@@ -334,7 +331,7 @@ def _digit_width(groups: list[_Group], digit_height: float) -> float:
     if len(widths) < 2:
         return TYPICAL_WIDTH * digit_height
     low, high = (f * digit_height for f in (DIGIT_WIDTH_LOW, DIGIT_WIDTH_HIGH))
-    return float(np.clip(np.percentile(widths, WIDTH_PERCENTILE), low, high))
+    return float(np.clip(np.median(widths), low, high))
 
 
 class Classifier(Protocol):
@@ -374,15 +371,15 @@ class Layout:
     """A line's candidate pieces: every way its groups may be cut, each piece converted.
 
     Made without the model (:func:`layout`), so that workers can make it and the model
-    reads every candidate of many lines at once (:func:`choose`). ``cuts[g]`` are the
-    columns (in the upright line) of group ``g``'s cuts, its sides first and last;
-    ``spans[k]`` is ``(group, first cut, last cut)``, indices into them; ``features`` (uint8, Digits
+    reads every candidate of many lines at once (:func:`choose`). ``cuts[g]`` is how many
+    cuts group ``g`` has, its two sides included (cut 0 is its left side); ``spans[k]`` is
+    ``(group, first cut, last cut)``, indices of its cuts. ``features`` (uint8, Digits
     format), ``widths`` (of the piece's ink) and ``boxes`` (image pixels, ``top, bottom,
     left, right``) are per span; ``features`` has a row only for the spans that hold ink
     (``found``).
     """
 
-    cuts: list[list[int]]
+    cuts: list[int]
     spans: list[tuple[int, int, int]]
     found: np.ndarray
     features: np.ndarray
@@ -496,10 +493,7 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         for k, (top, bottom, left, right) in zip(part.tolist(), part_boxes, strict=True):
             boxes[k] = (top + y0, bottom + y0, left, right) if found[k] else (0, 0, 0, 0)
     return Layout(
-        cuts=[
-            [int(round(g.left + p.mean())) for p in paths]
-            for g, paths in zip(groups, cuts_of, strict=True)
-        ],
+        cuts=[len(paths) for paths in cuts_of],
         spans=spans,
         found=found,
         features=block_counts(rows[found]).reshape(-1, 64),
@@ -591,7 +585,7 @@ def choose(
         score[span] = (s, k)
     glyphs: list[Glyph] = []
     for gi, cuts in enumerate(lay.cuts):
-        for a, b in _best_path(len(cuts), gi, score):
+        for a, b in _best_path(cuts, gi, score):
             k = score[(gi, a, b)][1]
             i = int(index[k])
             p = probs[i]
@@ -681,13 +675,6 @@ def _largest_parts(stack: np.ndarray) -> np.ndarray:
     largest = np.zeros(len(stack))
     np.maximum.at(largest, table.image, table.size)
     return table.keep(table.size >= 0.2 * largest[table.image])
-
-
-def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not rows.size:
-        return (0, 0, 0, 0)
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _unsheared_boxes(

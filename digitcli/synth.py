@@ -14,6 +14,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -802,21 +804,11 @@ def _security_ground(
     return alpha, tint
 
 
-def number_image(
-    text: str,
-    *,
-    seed: int,
-    height: int = 48,
-    gap: tuple[float, float] = (-0.15, 0.40),
-    touching: tuple[int, ...] = (),
-    guide_line: bool = False,
-    texture: bool = False,
-    degrade: bool = False,
-    styles: str = "common",
-) -> Image.Image:
+def number_image(text: str, **options: Any) -> Image.Image:
     """A handwritten number, such as the amount in figures on a cheque.
 
-    See :func:`number_sample` for the parameters; this is its image alone.
+    The image of :func:`number_sample`, which takes the same arguments (`seed` and the
+    keyword-only options).
 
     Examples
     --------
@@ -824,17 +816,7 @@ def number_image(
     >>> img.mode, img.height > 48
     ('RGB', True)
     """
-    return number_sample(
-        text,
-        seed=seed,
-        height=height,
-        gap=gap,
-        touching=touching,
-        guide_line=guide_line,
-        texture=texture,
-        degrade=degrade,
-        styles=styles,
-    )[0]
+    return number_sample(text, **options)[0]
 
 
 def number_sample(

@@ -27,7 +27,7 @@ SIDE_BY_SIDE_SIZE = 0.25
 SIDE_BY_SIDE_WIDTH = 1.0
 
 
-def _runs(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def runs(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Horizontal runs of a ``(n, h, w)`` mask: row (``image * h + y``), first and last column.
 
     Runs come in row-major order.
@@ -128,7 +128,7 @@ def piece_table(stack: np.ndarray) -> PieceTable:
     PieceTable
         Each piece's image, size, box and pixels on each side.
     """
-    rows, starts, ends = _runs(stack)
+    rows, starts, ends = runs(stack)
     label = _label_runs(rows, starts, ends, stack.shape[1])
     return _table(stack, rows, starts, ends, label, np.flatnonzero(label == np.arange(rows.size)))
 
@@ -206,7 +206,7 @@ def remove_specks(mask: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
         The cleaned mask.
     """
     n, h, w = mask.shape
-    rows, starts, ends = _runs(mask)
+    rows, starts, ends = runs(mask)
     if rows.size == 0:
         return mask.copy()
     label = _label_runs(rows, starts, ends, h)
