@@ -7,19 +7,22 @@ The steps, for one grey image holding one line of digits (an amount, a code):
 2. **Slant**: the line is sheared so that its strokes stand upright (the shear whose
    column profile is the most peaked), so that cuts between digits run down the columns.
 3. **Pieces** (:func:`~digitcli.conversion.pieces.piece_table`): dust, guide lines and
-   bands along the border drop out; the line's digit height is the height of its tall
-   pieces.
+   bands along the border (long, flat and without loops: a chain of 0s has loops) drop
+   out; the line's digit height is the height of its tall pieces.
 4. **Marks**: pieces much shorter than a digit are joined to the digit they stand over (a
    5's flag, a 7's bar) or, when they stand alone, are separators (``.`` ``,`` ``'``) or
-   dashes, which are no digits. Tall pieces over one another are joined (a broken 4).
+   dashes, which are no digits; a short piece holding a loop is a small digit (a 0).
+   Tall pieces over one another are joined (a broken 4).
 5. **Cuts**: a group of ink as wide as several digits is cut. Candidate cuts are seams,
    paths down the group through the least ink (:func:`_seams`); dynamic programming chooses
    the cuts whose pieces the classifier reads best, with a prior on a digit's width and
    the distance to the digits the model knows, so that slivers and merged pairs score
    badly (:func:`choose`).
-6. Each piece goes through NIST's steps (:func:`~digitcli.conversion.nist.nist_steps`),
-   without the model (:func:`layout`: workers do this); the model then reads the
-   candidates of many lines in one forward pass (:func:`read_layouts`).
+6. Each piece as wide as a digit may be goes through NIST's steps
+   (:func:`~digitcli.conversion.nist.nist_steps`), as cut and with the pen a pixel thinner
+   and thicker (:data:`PEN_VARIANTS`), without the model (:func:`layout`: workers do
+   this); the model then reads the candidates of many lines in one forward pass, its
+   beliefs averaged over each piece's variants (:func:`read_layouts`).
 
 Only one line of digits is read. Several lines are not supported: digits standing above
 one another are taken for one digit (a broken one), so each line must be cropped first.
@@ -36,7 +39,7 @@ import numpy as np
 
 from digitcli.conversion.ink import ink_masks, ink_strength
 from digitcli.conversion.nist import block_counts, nist_steps
-from digitcli.conversion.pieces import piece_table, runs
+from digitcli.conversion.pieces import PieceTable, piece_table, runs
 from digitcli.errors import ModelError
 
 #: Shears tried for the line's slant (columns moved per row, relative to the height).
@@ -57,6 +60,11 @@ LINE_HEIGHTS = 1.0
 LINE_CROSSING = 1.5
 #: A mark smaller than this fraction of the digit height each way is a dot.
 DOT_SIZE = 0.3
+#: A loop of ground inside a piece (a hole) at least this fraction of the piece's height
+#: across (its area at least the square of that) is a written loop, as of a 0: a long flat
+#: piece holding one is a chain of 0s, not a guide line, and a mark holding one (no dot)
+#: is a small digit (the 0s of "40.000" written small), not a separator or a dash.
+HOLE_SIZE = 0.2
 #: A group wider than this many of the line's digit widths may hold several digits.
 SPLIT_WIDTH = 1.0
 #: Groups narrower than this share of the height are 1s: not counted in the digit width.
@@ -77,6 +85,20 @@ SEAM_STEP = 1.5
 MAX_CUTS = 10
 #: Separator characters kept with ``keep_separators``.
 SEPARATORS = ".,'"
+#: Candidate pieces are read three times: as cut, with the pen one pixel thinner and one
+#: pixel thicker (:func:`_pen_variants`: the PEN_VARIANTS masks besides the piece's), and
+#: the model's probabilities and strangeness are averaged. On a small image a piece's mask
+#: is only known to about a pixel (the ink threshold, blur, JPEG), and a pixel more or less
+#: of a low-resolution stroke changes its 8x8 counts much (a loop closes or opens); the
+#: average reads what the three agree on.
+PEN_VARIANTS = 2
+#: Cut pieces whose width's log prior (:func:`_width_prior`) is below this are not read
+#: (never chosen on the dev cheques, whose chosen cut pieces are all above -2.4): a sliver,
+#: or a piece as wide as several digits. A whole group is always read.
+MIN_WIDTH_PRIOR = -4.0
+#: Only pieces whose width's log prior is at least this are read in the pen variants (the
+#: others as cut in all three): the variants are for pieces that may be chosen.
+VARY_WIDTH_PRIOR = -2.0
 
 
 @dataclass(frozen=True)
@@ -167,7 +189,10 @@ def upright(mask: np.ndarray) -> float:
     h = mask.shape[0]
     best, best_score = 0.0, -1.0
     for slant in SLANTS.tolist():
-        cols = np.round(xs + slant * (h - 1 - ys)).astype(np.intp)
+        # Whole rows move, as in _shear: rounding each pixel's place instead would round
+        # the half-columns of shears like 0.5 to even columns, merging neighbours into
+        # falsely peaked columns.
+        cols = xs + np.round(slant * (h - 1 - ys)).astype(np.intp)
         counts = np.bincount(cols - cols.min())
         score = float(np.dot(counts, counts))
         if score > best_score * 1.0001:  # ties keep the smaller shear (upright first)
@@ -223,8 +248,11 @@ def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, f
     height = table.bottom - table.top
     width = table.right - table.left
     keep = table.size >= DUST_FRACTION * table.size.max()
-    # Guide lines and bands along the border: long and flat.
-    keep &= ~((width >= 4 * np.maximum(height, 1)) & (width >= LINE_LENGTH * w))
+    # Guide lines and bands along the border: long and flat, and without loops (a chain
+    # of 0s written together is long and flat too).
+    flat = keep & (width >= 4 * np.maximum(height, 1)) & (width >= LINE_LENGTH * w)
+    for i in np.flatnonzero(flat).tolist():
+        keep[i] = _has_loop(table, labels, i)
     tall = keep & (table.size >= 0.2 * table.size[keep].max(initial=0))
     if not tall.any():
         return [], [], labels, 0.0
@@ -237,7 +265,10 @@ def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, f
         g = _Group(
             [i], int(table.top[i]), int(table.bottom[i]), int(table.left[i]), int(table.right[i])
         )
-        (groups if height[i] >= MARK_HEIGHT * digit_height else marks).append(g)
+        small = height[i] < MARK_HEIGHT * digit_height
+        dot = max(height[i], width[i]) < DOT_SIZE * digit_height
+        digit = not small or (not dot and _has_loop(table, labels, i))
+        (groups if digit else marks).append(g)
     groups.sort(key=lambda g: g.left)
     # Tall pieces over one another are one digit.
     merged: list[_Group] = []
@@ -261,6 +292,16 @@ def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, f
         else:
             loose.append(m)
     return groups, loose, labels, digit_height
+
+
+def _has_loop(table: PieceTable, labels: np.ndarray, i: int) -> bool:
+    """Whether piece `i` of a line encloses a loop of ground (see :data:`HOLE_SIZE`)."""
+    top, bottom = int(table.top[i]), int(table.bottom[i])
+    left, right = int(table.left[i]), int(table.right[i])
+    ground = labels[top:bottom, left:right] != i
+    holes = piece_table(ground[None])
+    enclosed = holes.sides.sum(axis=1) == 0
+    return bool((enclosed & (holes.size >= (HOLE_SIZE * (bottom - top)) ** 2)).any())
 
 
 def _overlap(a: _Group, b: _Group) -> int:
@@ -375,8 +416,10 @@ class Layout:
     cuts group ``g`` has, its two sides included (cut 0 is its left side); ``spans[k]`` is
     ``(group, first cut, last cut)``, indices of its cuts. ``features`` (uint8, Digits
     format), ``widths`` (of the piece's ink) and ``boxes`` (image pixels, ``top, bottom,
-    left, right``) are per span; ``features`` has a row only for the spans that hold ink
-    (``found``).
+    left, right``) are per span; ``features`` has a row only for the spans read
+    (``found``: they hold ink, and are a whole group or as wide as a digit may be, see
+    :data:`MIN_WIDTH_PRIOR`). ``variants`` ``(PEN_VARIANTS, rows, 64)`` are the same
+    pieces' features with the pen thinner and thicker (:data:`PEN_VARIANTS`).
     """
 
     cuts: list[int]
@@ -388,6 +431,7 @@ class Layout:
     separators: list[Glyph]
     digit_height: float
     digit_width: float
+    variants: np.ndarray
 
     def scaled(self, fx: float, fy: float) -> Layout:
         """The same layout with its boxes scaled to an image `fx` times as wide, `fy` high."""
@@ -461,8 +505,9 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
                 if wide <= MAX_DIGIT_WIDTH * digit_height or whole:
                     spans.append((gi, a, b))
     extents = [(int(cuts_of[gi][a].min()), int(cuts_of[gi][b].max())) for gi, a, b in spans]
+    last = [len(cuts_of[gi]) - 1 for gi, _, _ in spans]  # a whole group's span: 0 .. last
     n = len(spans)
-    rows = np.zeros((n, 32), dtype=np.uint64)
+    rows = np.zeros((1 + PEN_VARIANTS, n, 32), dtype=np.uint64)
     found = np.zeros(n, dtype=bool)
     widths = np.zeros(n, dtype=np.intp)
     boxes: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * n
@@ -474,6 +519,7 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
             continue
         widest = max(extents[k][1] - extents[k][0] for k in part.tolist())
         stack = np.zeros((part.size, h, widest), dtype=bool)
+        within = np.zeros((part.size, h, widest), dtype=bool)  # between the piece's cuts
         inks = np.zeros((part.size, h, widest), dtype=np.float32)
         for j, k in enumerate(part.tolist()):
             (gi, a, b), (lo, hi) = spans[k], extents[k]
@@ -481,28 +527,91 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
             cols = np.arange(lo, hi)[None, :]
             between = (cols >= cuts_of[gi][a][:, None]) & (cols < cuts_of[gi][b][:, None])
             stack[j, :, : hi - lo] = gmasks[gi][:, lo:hi] & between
+            within[j, :, : hi - lo] = between
             inks[j, :, : hi - lo] = sflat[:, g.left + lo : g.left + hi]
         stack = _largest_parts(stack)
-        rows[part], found[part] = nist_steps(inks, stack, threshold)
         cols_on = stack.any(axis=1)
+        inked = cols_on.any(axis=1)
         widths[part] = np.where(
-            found[part], widest - cols_on[:, ::-1].argmax(axis=1) - cols_on.argmax(axis=1), 0
+            inked, widest - cols_on[:, ::-1].argmax(axis=1) - cols_on.argmax(axis=1), 0
+        )
+        priors = np.array(
+            [_width_prior(w, digit_width) if w else -math.inf for w in widths[part].tolist()]
+        )
+        whole = np.array([spans[k][1:] == (0, last[k]) for k in part.tolist()])
+        read = inked & (whole | (priors >= MIN_WIDTH_PRIOR))
+        found[part] = read
+        rows[:, part] = _convert(
+            inks, stack, within, read, read & (priors >= VARY_WIDTH_PRIOR), threshold
         )
         offsets = np.array([groups[spans[k][0]].left + extents[k][0] for k in part.tolist()])
-        part_boxes = _unsheared_boxes(stack, found[part], shifts, offsets, gray.shape[1])
+        part_boxes = _unsheared_boxes(stack, read, shifts, offsets, gray.shape[1])
         for k, (top, bottom, left, right) in zip(part.tolist(), part_boxes, strict=True):
             boxes[k] = (top + y0, bottom + y0, left, right) if found[k] else (0, 0, 0, 0)
+    features = block_counts(rows[:, found].reshape(-1, 32)).reshape(1 + PEN_VARIANTS, -1, 64)
     return Layout(
         cuts=[len(paths) for paths in cuts_of],
         spans=spans,
         found=found,
-        features=block_counts(rows[found]).reshape(-1, 64),
+        features=features[0],
         widths=widths,
         boxes=boxes,
         separators=_separators(marks, groups, labels, shifts, gray.shape[1], digit_height, y0),
         digit_height=digit_height,
         digit_width=digit_width,
+        variants=features[1:],
     )
+
+
+def _convert(
+    inks: np.ndarray,
+    stack: np.ndarray,
+    within: np.ndarray,
+    read: np.ndarray,
+    vary: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """NIST's steps for the pieces of a stack that are `read`, and their pen variants.
+
+    The variants (:func:`_pen_variants`) are made of the pieces that `vary`; all are
+    converted together.
+
+    Returns
+    -------
+    numpy.ndarray
+        Packed rows ``(1 + PEN_VARIANTS, len(stack), 32)``: the pieces as cut, then each
+        variant (the piece as cut where it does not vary); empty where not read.
+    """
+    variants = _pen_variants(stack[vary], within[vary])
+    converted, _ = nist_steps(
+        np.concatenate([inks[read]] + [inks[vary]] * PEN_VARIANTS),
+        np.concatenate([stack[read], *variants]),
+        threshold,
+    )
+    rows = np.zeros((1 + PEN_VARIANTS, len(stack), 32), dtype=np.uint64)
+    rows[:, read] = converted[: read.sum()]
+    rows[1:, vary] = converted[read.sum() :].reshape(PEN_VARIANTS, -1, 32)
+    return rows
+
+
+def _pen_variants(stack: np.ndarray, within: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stack of piece masks with the pen one pixel thinner and one pixel thicker.
+
+    Thinner: 4-neighbour erosion (a mask that would vanish, a hairline, is kept as it is).
+    Thicker: 4-neighbour dilation, kept `within` the piece's cuts.
+    """
+    thinner = stack.copy()
+    thinner[:, 1:] &= stack[:, :-1]
+    thinner[:, :-1] &= stack[:, 1:]
+    thinner[:, :, 1:] &= stack[:, :, :-1]
+    thinner[:, :, :-1] &= stack[:, :, 1:]
+    thinner = np.where(thinner.any(axis=(1, 2))[:, None, None], thinner, stack)
+    thicker = stack.copy()
+    thicker[:, 1:] |= stack[:, :-1]
+    thicker[:, :-1] |= stack[:, 1:]
+    thicker[:, :, 1:] |= stack[:, :, :-1]
+    thicker[:, :, :-1] |= stack[:, :, 1:]
+    return thinner, thicker & within
 
 
 def read_layouts(
@@ -532,11 +641,13 @@ def read_layouts(
         probabilities for.
     """
     present = [lay for lay in layouts if lay is not None]
-    features = np.concatenate([lay.features for lay in present] or [np.zeros((0, 64))])
-    features = features.astype(np.float64)
-    probs = model.predict_proba(features, invalid="nan") if len(features) else np.zeros((0, 10))
-    far = model.strangeness(features) if len(features) else None
-    strange = np.zeros(len(features)) if far is None else far
+    # Every variant of every piece, in one pass: (1 + PEN_VARIANTS, pieces, 64).
+    features = np.concatenate(
+        [np.concatenate([lay.features[None], lay.variants]) for lay in present]
+        or [np.zeros((1 + PEN_VARIANTS, 0, 64))],
+        axis=1,
+    )
+    probs, strange = _averaged(model, features.astype(np.float64))
     valid = np.isfinite(probs).all(axis=1) & np.isfinite(strange)
     out: list[Reading | None] = []
     start = 0
@@ -555,6 +666,27 @@ def read_layouts(
             )
         )
     return out
+
+
+def _averaged(model: Classifier, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probabilities ``(n, 10)`` and strangeness ``(n,)``, averaged over variants.
+
+    `features` is ``(v, n, 64)``: `v` variants of each of `n` pieces (NaN where the model
+    gives no finite value). A variant equal to its piece as cut is not read again.
+    """
+    v, n, _ = features.shape
+    if not n:
+        return np.zeros((0, 10)), np.zeros(0)
+    differ = (features[1:] != features[0]).any(axis=2)
+    flat = np.concatenate([features[0], features[1:][differ]])
+    p = model.predict_proba(flat, invalid="nan")
+    far = model.strangeness(flat)
+    d = np.zeros(len(flat)) if far is None else np.asarray(far, dtype=np.float64)
+    probs = np.broadcast_to(p[:n], (v, n, 10)).copy()
+    probs[1:][differ] = p[n:]
+    strange = np.broadcast_to(d[:n], (v, n)).copy()
+    strange[1:][differ] = d[n:]
+    return probs.mean(axis=0), strange.mean(axis=0)
 
 
 def choose(

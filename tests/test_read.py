@@ -175,6 +175,57 @@ def test_upright_undoes_a_shear():
     assert segment.upright(sheared) == pytest.approx(-0.3)
 
 
+def _rings(boxes: list[tuple[int, int, int, int]], size: tuple[int, int]) -> np.ndarray:
+    """A mask of ellipse outlines (3 pixels thick) in the given boxes."""
+    img = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(img)
+    for box in boxes:
+        draw.ellipse(box, outline=255, width=3)
+    return np.asarray(img) > 0
+
+
+def test_upright_keeps_upright_rings_upright():
+    """Upright 0s need no shear: no half-column shear may round their ink into peaks."""
+    mask = _rings([(x, 5, x + 28, 35) for x in range(10, 190, 36)], (200, 40))
+    assert segment.upright(mask) == 0.0
+
+
+def test_a_chain_of_flat_zeros_is_no_guide_line():
+    """A long flat piece with loops (0s written together) is writing; a flat band is not."""
+    chain = _rings([(x, 10, x + 36, 26) for x in range(10, 170, 33)], (200, 36))
+    groups, _, _, _ = segment._groups(chain)
+    assert [(g.left, g.right) for g in groups] == [(10, 179)]
+    band = np.zeros_like(chain)
+    band[12:24, 10:179] = True
+    assert segment._groups(band)[0] == []
+
+
+def test_small_zeros_are_digits_and_dashes_marks():
+    """Beside tall digits, a short piece with a loop is a (small) 0, a dash is a mark."""
+    mask = _rings([(60, 22, 74, 36), (80, 22, 94, 36)], (130, 40))
+    mask[4:37, 10:14] = mask[4:37, 30:34] = True  # two 1s
+    mask[27:30, 100:120] = True  # a dash
+    groups, marks, _, _ = segment._groups(mask)
+    assert [g.left for g in groups] == [10, 30, 60, 80]
+    assert [m.left for m in marks] == [100]
+
+
+def test_pieces_are_read_in_pen_variants():
+    """Every piece read has its thinner and thicker variants; slivers are not read."""
+    img = number_image("30040", seed=3, touching=(1, 2), gap=(0.0, 0.1))
+    lay = segment.layout(_gray(img))
+    assert lay.variants.shape == (segment.PEN_VARIANTS, *lay.features.shape)
+    assert (lay.variants != lay.features).any()
+    for k, (gi, a, b) in enumerate(lay.spans):
+        if lay.found[k] and (a, b) != (0, lay.cuts[gi] - 1):
+            prior = segment._width_prior(float(lay.widths[k]), lay.digit_width)
+            assert prior >= segment.MIN_WIDTH_PRIOR
+    stack = np.zeros((1, 9, 9), dtype=bool)
+    stack[0, 2:7, 2:7] = True
+    thinner, thicker = segment._pen_variants(stack, np.ones_like(stack))
+    assert thinner.sum() == 9 and thicker.sum() == 25 + 4 * 5
+
+
 def test_remove_lines_keeps_crossing_strokes():
     mask = np.zeros((40, 200), dtype=bool)
     mask[30:32, :] = True  # a guide line
