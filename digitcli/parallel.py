@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from digitcli.errors import DigitcliError
 
 if TYPE_CHECKING:  # the pool's modules are imported when a pool is started (6 ms)
-    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures import Future
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -207,9 +207,9 @@ class _Pool:
     def __init__(self, fn: Callable[[Any], Any], jobs: int) -> None:
         self.fn, self.jobs = fn, jobs
         self.method = "fork" if _can_fork() else "spawn"
-        self.executor = self._start()
+        self._start()
 
-    def _start(self) -> ProcessPoolExecutor:
+    def _start(self) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -219,44 +219,55 @@ class _Pool:
             # into each worker when it collects (as Python's gc.freeze documents).
             gc.freeze()
         context = multiprocessing.get_context(self.method)
-        return ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_worker_init)
+        self.executor = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_worker_init)
+        # What _watch looks at, private to CPython's executor (3.10 to 3.13 alike), taken
+        # now because shutdown(wait=False) forgets them. The dict is kept up to date.
+        processes = getattr(self.executor, "_processes", None)
+        self.processes: dict[int, Any] = {} if processes is None else processes
+        self.results = getattr(self.executor, "_result_queue", None)
 
     def submit(self, task: Any) -> Future[Any]:
         return self.executor.submit(self.fn, task)
 
     def restart(self) -> None:
         self.stop()
-        self.executor = self._start()
+        self._start()
 
     def result(self, future: Future[Any]) -> Any:
-        """The future's result; BrokenProcessPool if a worker died, never a wait forever.
+        """The future's result; BrokenProcessPool if a worker died, never a wait forever."""
+        from concurrent.futures import wait
+
+        self._watch(lambda timeout: bool(wait([future], timeout).done))
+        return future.result()
+
+    def _watch(self, done: Callable[[float], bool]) -> None:
+        """Wait until ``done(timeout)`` is true, unsticking the executor if it needs it.
 
         A worker killed while it writes its result leaves half a message in the pipe, and
         the executor's thread then waits for the rest for ever (a CPython limit). So while
-        waiting, a dead worker that the executor has not noticed within
+        waiting, a killed worker that the executor has not dealt with within
         :data:`_STUCK_SECONDS` is taken for that: filler bytes complete the half message,
         the executor fails to read it and breaks, as it does for any other death.
-        """
-        # Before Python 3.11 the futures' TimeoutError is not the built-in one.
-        from concurrent.futures import TimeoutError as StillRunning
 
+        Parameters
+        ----------
+        done : callable
+            ``done(timeout)``: waits at most `timeout` seconds, and says whether the wait is
+            over.
+        """
         dead_since = None
-        while True:
-            try:
-                return future.result(timeout=_POLL_SECONDS)
-            except StillRunning:
-                processes = getattr(self.executor, "_processes", None) or {}
-                if not any(p.exitcode is not None for p in list(processes.values())):
-                    dead_since = None
-                    continue
-                dead_since = dead_since or time.monotonic()
-                if time.monotonic() - dead_since > _STUCK_SECONDS:
-                    self._unstick()
-                    dead_since = None
+        while not done(_POLL_SECONDS):
+            # Exit code 0 is a worker the executor's shutdown ended, its messages whole.
+            if not any(p.exitcode not in (None, 0) for p in list(self.processes.values())):
+                dead_since = None
+                continue
+            dead_since = dead_since or time.monotonic()
+            if time.monotonic() - dead_since > _STUCK_SECONDS:
+                self._unstick()
+                dead_since = None
 
     def _unstick(self) -> None:
-        queue = getattr(self.executor, "_result_queue", None)
-        writer = getattr(queue, "_writer", None)
+        writer = getattr(self.results, "_writer", None)
         if writer is None:
             return
         fd = writer.fileno()
@@ -283,11 +294,25 @@ class _Pool:
     def stop(self) -> None:
         """Stop: queued tasks are cancelled; a running task (one a worker) ends first.
 
-        Killing workers here is not safe: one killed while it writes its result leaves
-        the executor's threads waiting for the rest, and shutdown (or the interpreter's
-        exit) would then wait for ever. A task is a chunk of files, so the wait is short.
+        Killing workers here is not safe: one killed while it writes its result leaves the
+        executor's thread waiting for the rest. Yet a signal to the whole process group (a
+        closed terminal's SIGHUP, a service manager's SIGTERM) kills them wherever they are,
+        and ``shutdown(wait=True)`` would then wait for that thread for ever. So the wait
+        for it is watched, as :meth:`result`'s is. A task is a chunk of files, so the wait
+        is short.
         """
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        executor = self.executor
+        thread = getattr(executor, "_executor_manager_thread", None)  # forgotten by shutdown
+        executor.shutdown(wait=thread is None, cancel_futures=True)
+        if thread is not None:
+
+            def ended(timeout: float) -> bool:
+                thread.join(timeout)
+                return not thread.is_alive()
+
+            self._watch(ended)
+            if self.results is not None:
+                self.results.close()  # as shutdown(wait=True) does
         gc.unfreeze()
 
 

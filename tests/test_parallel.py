@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -150,6 +151,62 @@ def test_a_task_that_kills_its_worker_twice_is_salvaged(forked):
     assert seen == [[12, 13, 14]]
     with pytest.raises(parallel.WorkerDied):
         list(parallel.ordered_map(_sum_or_die, tasks, jobs=2))
+
+
+# Run in a process of its own: a hang there is bounded by a timeout, and leaves no stuck
+# executor thread for this interpreter's exit to wait on.
+_KILLED_WHILE_STOPPING = """
+import multiprocessing.connection, os, signal, struct, sys, time
+from pathlib import Path
+from digitcli import parallel
+
+parallel._STUCK_SECONDS = 0.5
+stopping = Path(sys.argv[1])
+
+
+def header_only(self, buf):
+    self._send(struct.pack("!i", len(buf)))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def task(x):
+    if x == 1:  # running when the pool stops; then its worker dies mid-write
+        for _ in range(1000):
+            if stopping.exists():
+                break
+            time.sleep(0.01)
+        multiprocessing.connection.Connection._send_bytes = header_only
+    return x
+
+
+results = parallel.ordered_map(task, range(8), jobs=2)
+assert next(results) == 0
+stopping.touch()
+results.close()
+print("stopped")
+"""
+
+
+def test_a_worker_killed_mid_write_while_the_pool_stops_does_not_hang(tmp_path):
+    """A signal to the process group kills workers wherever they are, even mid-result.
+
+    The executor's thread then waits for the rest of the message for ever, and so would a
+    plain ``shutdown(wait=True)`` in the pool's stop.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WHILE_STOPPING, str(tmp_path / "stopping")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its workers too are killed below if it hangs
+    )
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert out == b"stopped\n"
 
 
 def test_the_chosen_joblib_backend_is_detected():
