@@ -227,7 +227,20 @@ class _Pool:
         self.results = getattr(self.executor, "_result_queue", None)
 
     def submit(self, task: Any) -> Future[Any]:
-        return self.executor.submit(self.fn, task)
+        """The task's future; if the pool has broken since (a worker died), a failed one.
+
+        The death is then met where the task's result is waited for, as for the tasks
+        already in flight: a submit never raises it in the middle of resubmitting them.
+        """
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.executor.submit(self.fn, task)
+        except BrokenProcessPool as exc:
+            failed: Future[Any] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def restart(self) -> None:
         self.stop()

@@ -345,14 +345,21 @@ def test_unreadable_folder_named_directly_is_an_error_row(tmp_path, unprivileged
 def test_closed_stdout_ends_quietly(tmp_path):
     """`digitcli classify DIR | head -3`: exit 0, no summary, no traceback."""
     _digits(tmp_path / "many", 600)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "digitcli", "classify", str(tmp_path / "many"), "-j", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    # A pipe of one page: the rows (about 50 KB) cannot all be written before the reader
+    # goes, however fast the run (a default 64 KiB pipe would take them all).
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    with os.fdopen(write_end, "wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digitcli", "classify", str(tmp_path / "many"), "-j", "2"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+        )
+    reader = os.fdopen(read_end, "rb", buffering=0)
     for _ in range(3):
-        proc.stdout.readline()
-    proc.stdout.close()
+        while reader.read(1) not in (b"\n", b""):
+            pass
+    reader.close()
     with proc.stderr:
         err = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, err
