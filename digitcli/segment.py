@@ -92,6 +92,10 @@ SEPARATORS = ".,'"
 #: of a low-resolution stroke changes its 8x8 counts much (a loop closes or opens); the
 #: average reads what the three agree on.
 PEN_VARIANTS = 2
+#: A piece is thinned only if that leaves at least this share of its ink: eroding a thin
+#: pen's strokes takes their core, not only their edges (synthetic numbers, with pens down
+#: to 1.5 pixels, read 0.804 exact without this rule, 0.812 with it; cheques as before).
+MIN_THINNED = 0.3
 #: Cut pieces whose width's log prior (:func:`_width_prior`) is below this are not read
 #: (never chosen on the dev cheques, whose chosen cut pieces are all above -2.4): a sliver,
 #: or a piece as wide as several digits. A whole group is always read.
@@ -590,22 +594,24 @@ def _convert(
     )
     rows = np.zeros((1 + PEN_VARIANTS, len(stack), 32), dtype=np.uint64)
     rows[:, read] = converted[: read.sum()]
-    rows[1:, vary] = converted[read.sum() :].reshape(PEN_VARIANTS, -1, 32)
+    rows[1:, vary] = converted[read.sum() :].reshape(PEN_VARIANTS, vary.sum(), 32)
     return rows
 
 
 def _pen_variants(stack: np.ndarray, within: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A stack of piece masks with the pen one pixel thinner and one pixel thicker.
 
-    Thinner: 4-neighbour erosion (a mask that would vanish, a hairline, is kept as it is).
-    Thicker: 4-neighbour dilation, kept `within` the piece's cuts.
+    Thinner: 4-neighbour erosion, unless it would leave less than :data:`MIN_THINNED` of
+    the ink (a pen too thin to lose a pixel: the mask is kept as it is). Thicker:
+    4-neighbour dilation, kept `within` the piece's cuts.
     """
     thinner = stack.copy()
     thinner[:, 1:] &= stack[:, :-1]
     thinner[:, :-1] &= stack[:, 1:]
     thinner[:, :, 1:] &= stack[:, :, :-1]
     thinner[:, :, :-1] &= stack[:, :, 1:]
-    thinner = np.where(thinner.any(axis=(1, 2))[:, None, None], thinner, stack)
+    kept = thinner.sum(axis=(1, 2)) >= MIN_THINNED * stack.sum(axis=(1, 2))
+    thinner = np.where(kept[:, None, None], thinner, stack)
     thicker = stack.copy()
     thicker[:, 1:] |= stack[:, :-1]
     thicker[:, :-1] |= stack[:, 1:]
