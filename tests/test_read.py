@@ -131,6 +131,41 @@ def test_a_guide_line_is_not_ink_of_the_digits(shipped_model):
         assert _read(lined, shipped_model).number == _read(img, shipped_model).number
 
 
+def _hatched(img: Image.Image, *, period: int = 4, grey: int = 175, ink: int = 140) -> Image.Image:
+    """`img` faded (its darkest ink `ink`) on security paper: 1-pixel diagonals of `grey`."""
+    g = np.asarray(img.convert("L"), dtype=np.float64)
+    faint = 255 - (255 - g) * (255 - ink) / 255
+    lines = Image.new("L", img.size, 0)
+    draw = ImageDraw.Draw(lines)
+    for c in range(-img.height, img.width, period):
+        draw.line((c, img.height, c + 2 * img.height, -img.height), fill=255, width=1)
+    hatch = np.asarray(lines, dtype=np.float64) / 255
+    return Image.fromarray(np.minimum(faint, 255 - hatch * (255 - grey)).astype(np.uint8))
+
+
+def test_hatched_paper_is_not_ink(shipped_model):
+    """Faint writing on hatched paper reads as on white: the hatching leaves the mask.
+
+    Without :func:`segment.untextured` the hatching joins the digits (3061 -> 8044,
+    72194 -> 4888, 4096 -> 888).
+    """
+    for k, text in enumerate(["3061", "72194", "4096"]):
+        img = _line(text, seed=7 * k)
+        assert _read(img, shipped_model).number == text
+        flat, mask, threshold = segment._line_masks(_gray(_hatched(img)), None)
+        assert segment._thin(flat > threshold).sum() > segment.TEXTURE_THIN * mask.sum()
+        assert _read(_hatched(img), shipped_model).number == text
+
+
+def test_plain_paper_masks_are_left_as_they_are():
+    """On paper without texture, :func:`segment.untextured` changes no pixel of the mask."""
+    for seed in range(12):
+        img = number_image("2024" if seed % 2 else "51.870", seed=seed, guide_line=seed % 3 == 0)
+        flat, mask, _ = segment._line_masks(_gray(img), None)
+        assert segment._thin(mask).sum() <= segment.TEXTURE_THIN * mask.sum()
+        assert np.array_equal(segment.untextured(flat, mask), mask)
+
+
 def test_touching_pairs_are_cut(shipped_model):
     """Two digits written touching are mostly read as two digits, not one.
 

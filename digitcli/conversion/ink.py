@@ -416,6 +416,13 @@ def _otsu(hist: np.ndarray) -> np.ndarray:
     return (np.argmax(between, axis=-1) + 0.5) / 255.0
 
 
+def otsu_level(values: np.ndarray) -> float:
+    """Otsu's threshold (0..1) of any set of values in 0..1 (0.0 when there are none)."""
+    if not values.size:
+        return 0.0
+    return float(_otsu(_histograms(values.reshape(1, -1)))[0])
+
+
 def ink_thresholds(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ink level that separates strokes from ground, for each image of a stack.
 
