@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from digitcli.conversion.ink import ink_masks, ink_strength, otsu_level
 from digitcli.conversion.nist import block_counts, nist_steps
@@ -87,10 +88,13 @@ MAX_DIGIT_WIDTH = 1.2
 #: and the spread of the log prior on a piece's width over the line's digit width.
 TYPICAL_WIDTH = 0.6
 WIDTH_SPREAD = 0.45
+#: A straight cut is also tried where a group's top or bottom edge dips this share of the
+#: digit height between two digits (:func:`_valley_cuts`).
+VALLEY_DEPTH = 0.1
 #: What a seam pays for each column it moves aside (a pixel of ink costs 1).
 SEAM_STEP = 1.5
 #: At most this many candidate cuts inside one group.
-MAX_CUTS = 10
+MAX_CUTS = 6
 #: Separator characters kept with ``keep_separators``.
 SEPARATORS = ".,'"
 #: Candidate pieces are read three times: as cut, with the pen one pixel thinner and one
@@ -420,6 +424,47 @@ def _seams(gmask: np.ndarray, digit_height: float, most: int) -> list[np.ndarray
     return out
 
 
+def _valley_cuts(gmask: np.ndarray, digit_height: float, taken: list[float]) -> list[np.ndarray]:
+    """Straight cuts down a group where its outline dips between two digits.
+
+    Where two round digits touch (a chain of 0s), the least-ink seams of :func:`_seams`
+    run through the middle of a digit (its top and bottom strokes are less ink than the
+    join), but the outline tells the join: the top edge dips and the bottom edge rises
+    between the two. A column is a candidate where the top (or the bottom) edge lies at
+    least :data:`VALLEY_DEPTH` of the digit height deeper into the ink than its highest
+    (lowest) point on either side within half a digit height, and is deepest among its
+    neighbours; columns next to a cut in `taken` (their mean columns) are left out.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Each cut's path, as from :func:`_seams`: the same column on every row.
+    """
+    h, w = gmask.shape
+    cols = gmask.any(axis=0)
+    top = np.where(cols, gmask.argmax(axis=0), h).astype(np.float64)
+    bottom = np.where(cols, h - 1 - gmask[::-1].argmax(axis=0), -1).astype(np.float64)
+    reach = max(2, int(0.5 * digit_height))
+    edge = max(1, int(MIN_DIGIT_WIDTH * digit_height))
+    taken = list(taken)
+    out = []
+    for inward in (top, -bottom):  # larger: further into the ink from above / from below
+        inward = np.where(cols, inward, np.inf)
+        windows = sliding_window_view(np.pad(inward, reach, constant_values=np.inf), reach)
+        left = windows[:w].min(axis=1)  # the highest edge in the `reach` columns left of x
+        right = windows[reach + 1 : reach + 1 + w].min(axis=1)  # and right of x
+        depth = np.where(cols, inward - np.maximum(left, right), -np.inf)
+        depth[:edge] = depth[w - edge + 1 :] = -np.inf
+        deepest = np.ones(w, dtype=bool)
+        deepest[1:] &= depth[1:] >= depth[:-1]
+        deepest[:-1] &= depth[:-1] >= depth[1:]
+        for x in np.flatnonzero(deepest & (depth >= VALLEY_DEPTH * digit_height)).tolist():
+            if all(abs(x - t) > 1 for t in taken):
+                out.append(np.full(h, x, dtype=np.intp))
+                taken.append(float(x))
+    return out
+
+
 def _width_prior(width: float, digit_width: float) -> float:
     """Log prior of a piece `width` wide in a line whose digits are `digit_width` wide."""
     return -0.5 * (math.log(width / digit_width) / WIDTH_SPREAD) ** 2
@@ -558,6 +603,7 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         if g.width > SPLIT_WIDTH * digit_width:
             most = MAX_CUTS + 2 * round(g.width / digit_width)  # a long chain: more cuts
             inner = _seams(gmask, digit_height, most)
+            inner += _valley_cuts(gmask, digit_height, [float(p.mean()) for p in inner])
         inner.sort(key=lambda p: p.mean())
         paths = [np.zeros(h, dtype=np.intp), *inner, np.full(h, g.width, dtype=np.intp)]
         cuts_of.append(paths)

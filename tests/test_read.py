@@ -166,6 +166,32 @@ def test_plain_paper_masks_are_left_as_they_are():
         assert np.array_equal(segment.untextured(flat, mask), mask)
 
 
+def _ring_chain(n: int, *, width: int = 24, height: int = 40, pen: int = 4) -> np.ndarray:
+    """A mask of `n` upright rings (0s) in a row, each touching the next over 2 columns."""
+    img = Image.new("1", (n * (width - 2) + 2, height), 0)
+    draw = ImageDraw.Draw(img)
+    for i in range(n):
+        x = i * (width - 2)
+        draw.ellipse((x, 0, x + width - 1, height - 1), outline=1, width=pen)
+    return np.asarray(img, dtype=bool)
+
+
+def test_a_chain_of_zeros_gets_cuts_at_its_joins():
+    """Least-ink seams cross a chain of 0s through their middles; the outline's dips do not.
+
+    Rings 24 px wide touching at columns 22-23 and 44-45: a straight cut is proposed at
+    each join and nowhere in a ring's middle; a lone ring gets none.
+    """
+    chain = _ring_chain(3)
+    cuts = [int(p[0]) for p in segment._valley_cuts(chain, 40.0, [])]
+    assert len(cuts) == 2
+    assert abs(cuts[0] - 22.5) <= 1.5 and abs(cuts[1] - 44.5) <= 1.5
+    assert all((p == p[0]).all() for p in segment._valley_cuts(chain, 40.0, []))
+    assert segment._valley_cuts(_ring_chain(1), 40.0, []) == []
+    # A cut already there (a seam at the join) is not proposed twice.
+    assert [int(p[0]) for p in segment._valley_cuts(chain, 40.0, [22.0])] == [cuts[1]]
+
+
 def test_touching_pairs_are_cut(shipped_model):
     """Two digits written touching are mostly read as two digits, not one.
 
