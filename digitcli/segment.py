@@ -5,7 +5,8 @@ The steps, for one grey image holding one line of digits (an amount, a code):
 1. **Ink** as for single digits (:mod:`digitcli.conversion.ink`): polarity, ground removal,
    Otsu's level; the mask is every pixel above it. On hatched security paper, whose fine
    lines pass that level beside faint writing, only ink near the writing's darkest stays
-   (:func:`untextured`).
+   (:func:`untextured`); the side of a box along the image's left or right side goes
+   (:func:`remove_frame`).
 2. **Slant**: the line is sheared so that its strokes stand upright (the shear whose
    column profile is the most peaked), so that cuts between digits run down the columns.
 3. **Pieces** (:func:`~digitcli.conversion.pieces.piece_table`): dust, guide lines and
@@ -88,6 +89,9 @@ MAX_DIGIT_WIDTH = 1.2
 #: and the spread of the log prior on a piece's width over the line's digit width.
 TYPICAL_WIDTH = 0.6
 WIDTH_SPREAD = 0.45
+#: A side of the box round a number is looked for this share of the height from the
+#: image's left and right sides (:func:`remove_frame`).
+FRAME_SIDE = 0.06
 #: A straight cut is also tried where a group's top or bottom edge dips this share of the
 #: digit height between two digits (:func:`_valley_cuts`).
 VALLEY_DEPTH = 0.1
@@ -252,7 +256,27 @@ def _line_masks(gray: np.ndarray, invert: bool | None) -> tuple[np.ndarray, np.n
     if blank[0]:
         return flat[0], np.zeros(gray.shape, dtype=bool), 1.0
     mask = untextured(flat[0], flat[0] > thresholds[0])
-    return flat[0], remove_lines(mask), float(thresholds[0])
+    return flat[0], remove_lines(remove_frame(mask)), float(thresholds[0])
+
+
+def remove_frame(mask: np.ndarray) -> np.ndarray:
+    """Remove the sides of the box a number was written in from a line's mask.
+
+    A crop of a form often keeps a side of its box: a vertical line from the top of the
+    image to its bottom, along its left or right side (within :data:`FRAME_SIDE` of the
+    height), which would read as a 1. Its pixels are those in vertical runs of ink at
+    least the image's height less one pixel. A digit's stroke as straight and as long,
+    there (a 1 cropped at its ends), is taken for the frame too: none of the dev cheques
+    has one, and two have a frame.
+    """
+    h, w = mask.shape
+    side = math.ceil(FRAME_SIDE * h)
+    if w <= 2 * side:
+        return mask
+    down = _run_lengths(mask.T).T  # vertical runs
+    frame = down >= h - 1
+    frame[:, side : w - side] = False
+    return mask & ~frame if frame.any() else mask
 
 
 def _thin(mask: np.ndarray) -> np.ndarray:

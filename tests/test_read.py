@@ -166,6 +166,20 @@ def test_plain_paper_masks_are_left_as_they_are():
         assert np.array_equal(segment.untextured(flat, mask), mask)
 
 
+def test_the_side_of_a_box_is_no_digit(shipped_model):
+    """A vertical line down the whole image at its left or right side is not read as a 1."""
+    for k, text in enumerate(["305", "2718"]):
+        img = _line(text, seed=3 * k)
+        framed = img.copy()
+        draw = ImageDraw.Draw(framed)
+        draw.line((1, 0, 1, img.height), fill=40, width=2)
+        draw.line((img.width - 2, 0, img.width - 2, img.height), fill=40, width=2)
+        assert _read(img, shipped_model).number == text
+        assert _read(framed, shipped_model).number == text
+        flat, mask, threshold = segment._line_masks(_gray(framed), None)
+        assert not mask[:, :3].any() and not mask[:, -3:].any()
+
+
 def _ring_chain(n: int, *, width: int = 24, height: int = 40, pen: int = 4) -> np.ndarray:
     """A mask of `n` upright rings (0s) in a row, each touching the next over 2 columns."""
     img = Image.new("1", (n * (width - 2) + 2, height), 0)
