@@ -79,15 +79,19 @@ HOLE_SIZE = 0.2
 SPLIT_WIDTH = 1.0
 #: Groups narrower than this share of the height are 1s: not counted in the digit width.
 ONE_WIDTH = 0.3
+#: Groups wider than this share of the height are taken to hold several digits (touching):
+#: not counted in the digit width either, else a line of touching pairs gets a digit width
+#: as wide as a pair, and its pairs are read whole (as 8s, 0s).
+PAIR_WIDTH = 1.0
 #: The line's digit width lies in this range of its digit height.
 DIGIT_WIDTH_LOW = 0.35
 DIGIT_WIDTH_HIGH = 1.1
 #: Widths (in digit heights) that one digit's cut may take.
 MIN_DIGIT_WIDTH = 0.12
 MAX_DIGIT_WIDTH = 1.2
-#: The width of a digit, in digit heights, when the line does not tell (all digits touch),
+#: The width of a digit, in digit heights, when the line does not tell (most digits touch),
 #: and the spread of the log prior on a piece's width over the line's digit width.
-TYPICAL_WIDTH = 0.6
+TYPICAL_WIDTH = 0.75
 WIDTH_SPREAD = 0.45
 #: A side of the box round a number is looked for this share of the height from the
 #: image's left and right sides (:func:`remove_frame`).
@@ -495,12 +499,16 @@ def _width_prior(width: float, digit_width: float) -> float:
 
 
 def _digit_width(groups: list[_Group], digit_height: float) -> float:
-    """The width of this line's digits: the median width of its groups, 1s left out.
+    """The width of this line's digits: the median width of its single-digit groups.
 
-    Most groups are single digits, so their median is this hand's width. With fewer than
-    two groups (every digit touching) it is :data:`TYPICAL_WIDTH` of the height.
+    Groups narrower than :data:`ONE_WIDTH` (1s) or wider than :data:`PAIR_WIDTH` of the
+    height (touching digits) are left out; the median of the others is this hand's width.
+    With fewer than two of them (most digits touching) it is :data:`TYPICAL_WIDTH` of the
+    height.
     """
-    widths = [g.width for g in groups if g.width >= ONE_WIDTH * digit_height]
+    widths = [
+        g.width for g in groups if ONE_WIDTH * digit_height <= g.width <= PAIR_WIDTH * digit_height
+    ]
     if len(widths) < 2:
         return TYPICAL_WIDTH * digit_height
     low, high = (f * digit_height for f in (DIGIT_WIDTH_LOW, DIGIT_WIDTH_HIGH))
