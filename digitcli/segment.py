@@ -96,6 +96,12 @@ WIDTH_SPREAD = 0.45
 #: A side of the box round a number is looked for this share of the height from the
 #: image's left and right sides (:func:`remove_frame`).
 FRAME_SIDE = 0.06
+#: Two neighbouring groups no wider together than this share of the digit height are
+#: also read as one digit (:func:`_joins`): a 4 whose strokes do not meet.
+JOIN_WIDTH = 0.9
+#: ... and one of them is at most this share of the digit height high (two 1s side by side
+#: are not joined).
+JOIN_HEIGHT = 0.8
 #: A straight cut is also tried where a group's top or bottom edge dips this share of the
 #: digit height between two digits (:func:`_valley_cuts`).
 VALLEY_DEPTH = 0.1
@@ -572,6 +578,7 @@ class Layout:
     digit_height: float
     digit_width: float
     variants: np.ndarray
+    joins: list[int] = field(default_factory=list)
 
     def scaled(self, fx: float, fy: float) -> Layout:
         """The same layout with its boxes scaled to an image `fx` times as wide, `fy` high."""
@@ -590,6 +597,30 @@ class Layout:
             boxes=[box(b) for b in self.boxes],
             separators=[dataclasses.replace(g, box=box(g.box)) for g in self.separators],
         )
+
+
+def _joins(groups: list[_Group], digit_height: float) -> list[int]:
+    """The neighbouring groups that may be one digit written in two strokes (an open 4).
+
+    Group ``j`` and ``j + 1`` may be joined when, together, they are no wider than
+    :data:`JOIN_WIDTH` of the digit height and one of them is at most
+    :data:`JOIN_HEIGHT` of it high (a 4's bent stroke beside its upright, a 5's hook
+    beside its flag). The model then reads them whole as one more candidate, and the
+    line's best reading takes them whole or each as it cuts best (:func:`choose`).
+    """
+    return [
+        j
+        for j in range(len(groups) - 1)
+        if max(groups[j].right, groups[j + 1].right) - groups[j].left <= JOIN_WIDTH * digit_height
+        and min(groups[j].height, groups[j + 1].height) <= JOIN_HEIGHT * digit_height
+    ]
+
+
+def _joined(a: _Group, b: _Group) -> _Group:
+    """One group of the pieces of `a` and `b`."""
+    out = _Group(list(a.pieces), a.top, a.bottom, a.left, a.right)
+    out.absorb(b)
+    return out
 
 
 def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
@@ -625,14 +656,16 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         g.top, g.bottom = g.top - y0, g.bottom - y0
     digit_width = _digit_width(groups, digit_height)
     h = smask.shape[0]
+    joins = _joins(groups, digit_height)
     spans: list[tuple[int, int, int]] = []
     cuts_of: list[list[np.ndarray]] = []
     gmasks = []
-    for gi, g in enumerate(groups):
+    units = groups + [_joined(groups[j], groups[j + 1]) for j in joins]  # joins after groups
+    for gi, g in enumerate(units):
         gmask = np.isin(labels[:, g.left : g.right], g.pieces)
         gmasks.append(gmask)
         inner = []
-        if g.width > SPLIT_WIDTH * digit_width:
+        if gi < len(groups) and g.width > SPLIT_WIDTH * digit_width:
             most = MAX_CUTS + 2 * round(g.width / digit_width)  # a long chain: more cuts
             inner = _seams(gmask, digit_height, most)
             inner += _valley_cuts(gmask, digit_height, [float(p.mean()) for p in inner])
@@ -664,7 +697,7 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         inks = np.zeros((part.size, h, widest), dtype=np.float32)
         for j, k in enumerate(part.tolist()):
             (gi, a, b), (lo, hi) = spans[k], extents[k]
-            g = groups[gi]
+            g = units[gi]
             cols = np.arange(lo, hi)[None, :]
             between = (cols >= cuts_of[gi][a][:, None]) & (cols < cuts_of[gi][b][:, None])
             stack[j, :, : hi - lo] = gmasks[gi][:, lo:hi] & between
@@ -685,7 +718,7 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         rows[:, part] = _convert(
             inks, stack, within, read, read & (priors >= VARY_WIDTH_PRIOR), threshold
         )
-        offsets = np.array([groups[spans[k][0]].left + extents[k][0] for k in part.tolist()])
+        offsets = np.array([units[spans[k][0]].left + extents[k][0] for k in part.tolist()])
         part_boxes = _unsheared_boxes(stack, read, shifts, offsets, gray.shape[1])
         for k, (top, bottom, left, right) in zip(part.tolist(), part_boxes, strict=True):
             boxes[k] = (top + y0, bottom + y0, left, right) if found[k] else (0, 0, 0, 0)
@@ -701,6 +734,7 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         digit_height=digit_height,
         digit_width=digit_width,
         variants=features[1:],
+        joins=joins,
     )
 
 
@@ -840,7 +874,9 @@ def choose(
     weights: Weights = DEFAULT_WEIGHTS,
     keep_separators: bool = False,
 ) -> Reading:
-    """The best cut of each group (dynamic programming over its candidate cuts).
+    """The best cut of each group and of the line (dynamic programming over the cuts).
+
+    Two neighbouring groups may also be read as one digit (:func:`_joins`).
 
     `probs` ``(m, 10)`` and `strange` ``(m,)`` are the model's for ``lay.features``.
     """
@@ -859,14 +895,13 @@ def choose(
         )
         score[span] = (s, k)
     glyphs: list[Glyph] = []
-    for gi, cuts in enumerate(lay.cuts):
-        for a, b in _best_path(cuts, gi, score):
-            k = score[(gi, a, b)][1]
-            i = int(index[k])
-            p = probs[i]
-            digit = int(p.argmax())
-            glyph = Glyph(str(digit), float(p[digit]), lay.boxes[k], lay.features[i], p)
-            glyphs.append(glyph)
+    for gi, a, b in _best_line(lay.cuts, lay.joins, score):
+        k = score[(gi, a, b)][1]
+        i = int(index[k])
+        p = probs[i]
+        digit = int(p.argmax())
+        glyph = Glyph(str(digit), float(p[digit]), lay.boxes[k], lay.features[i], p)
+        glyphs.append(glyph)
     if keep_separators and len(glyphs) >= 2:
         first = min(g.box[2] for g in glyphs)
         last = max(g.box[3] for g in glyphs)
@@ -914,6 +949,43 @@ def read_line(
     if reading is None:
         raise ModelError("the model gave no valid probabilities")
     return reading
+
+
+def _best_line(
+    cuts: list[int], joins: list[int], score: dict[tuple[int, int, int], tuple[float, int]]
+) -> list[tuple[int, int, int]]:
+    """The pieces of a line whose scores sum highest, and their spans from left to right.
+
+    Each group is cut its best way (:func:`_best_path`), or two neighbouring groups are
+    read as one: ``joins[j]`` is the first of the two, and their unit, read whole, is
+    ``len(cuts) - len(joins) + j``. Spans are ``(unit, first cut, last cut)``.
+    """
+    n = len(cuts) - len(joins)
+    paths = [_best_path(cuts[gi], gi, score) for gi in range(n)]
+    own = [
+        sum(score[(gi, a, b)][0] for a, b in path) if path else -math.inf
+        for gi, path in enumerate(paths)
+    ]
+    join_at = {first: n + j for j, first in enumerate(joins)}
+    best = [0.0] + [-math.inf] * n  # best[i]: the first i groups
+    back: list[tuple[int, list[tuple[int, int, int]]]] = [(0, [])] * (n + 1)
+    for i in range(n):
+        alone = best[i] + own[i]
+        if alone >= best[i + 1]:
+            best[i + 1] = alone
+            back[i + 1] = (i, [(i, a, b) for a, b in paths[i]])
+        unit = join_at.get(i)
+        if unit is not None and (unit, 0, 1) in score:
+            joined = best[i] + score[(unit, 0, 1)][0]
+            if joined > best[i + 2]:
+                best[i + 2] = joined
+                back[i + 2] = (i, [(unit, 0, 1)])
+    out: list[tuple[int, int, int]] = []
+    i = n
+    while i > 0:
+        i, chosen = back[i]
+        out = chosen + out
+    return out
 
 
 def _best_path(

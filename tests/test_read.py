@@ -180,6 +180,40 @@ def test_the_side_of_a_box_is_no_digit(shipped_model):
         assert not mask[:, :3].any() and not mask[:, -3:].any()
 
 
+def _open_four(height: int, *, gap: float) -> Image.Image:
+    """A 4 written in two strokes that do not meet: the bent stroke, then the upright."""
+    w = int(0.7 * height)
+    img = Image.new("L", (w + 10, height + 10), 255)
+    draw = ImageDraw.Draw(img)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (5 + x * w, 5 + y * height)
+
+    bent = [at(0.4, 0.0), at(0.05, 0.62), at(0.72 - gap, 0.62)]
+    draw.line(bent, fill=30, width=4, joint="curve")
+    draw.line([at(0.78, 0.05), at(0.78, 1.0)], fill=30, width=4)
+    return img
+
+
+def test_a_digit_in_two_strokes_side_by_side_is_joined(shipped_model, monkeypatch):
+    """An open 4 whose strokes do not meet reads as a 4, not 11; two 1s stay two 1s."""
+    for gap in (0.08, 0.18):
+        for text in ("2", "75", "1"):
+            before = _line(text, seed=3)
+            four = _open_four(34, gap=gap)
+            page = Image.new("L", (before.width + four.width + 10, before.height), 255)
+            page.paste(before, (0, 0))
+            page.paste(four, (before.width, before.height - four.height))
+            assert _read(page, shipped_model).number == text + "4"
+    # Digits written apart read as they did without joins (seed 0's first 1 has a flag
+    # read as a 1 of its own, with or without).
+    lines = [_line(text, seed=seed) for text in ("11", "711", "141") for seed in range(6)]
+    joined = [_read(img, shipped_model).number for img in lines]
+    assert joined.count("11") == 5 and joined.count("711") == 6 and joined.count("141") == 5
+    monkeypatch.setattr(segment, "JOIN_WIDTH", 0.0)
+    assert [_read(img, shipped_model).number for img in lines] == joined
+
+
 def _ring_chain(n: int, *, width: int = 24, height: int = 40, pen: int = 4) -> np.ndarray:
     """A mask of `n` upright rings (0s) in a row, each touching the next over 2 columns."""
     img = Image.new("1", (n * (width - 2) + 2, height), 0)
