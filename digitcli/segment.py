@@ -329,14 +329,19 @@ def untextured(flat: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if not inked or _thin(mask).sum() <= TEXTURE_THIN * inked:
         return mask
     near = flat > otsu_level(flat[mask])
-    for _ in range(TEXTURE_REACH):  # grown one pixel (4-neighbours) at a time
-        grown = near.copy()
-        grown[1:] |= near[:-1]
-        grown[:-1] |= near[1:]
-        grown[:, 1:] |= near[:, :-1]
-        grown[:, :-1] |= near[:, 1:]
-        near = grown
+    for _ in range(TEXTURE_REACH):
+        near = _grown(near)
     return mask & near
+
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    """A mask (or a stack of them) grown by one pixel to its 4 neighbours."""
+    grown = mask.copy()
+    grown[..., 1:, :] |= mask[..., :-1, :]
+    grown[..., :-1, :] |= mask[..., 1:, :]
+    grown[..., 1:] |= mask[..., :-1]
+    grown[..., :-1] |= mask[..., 1:]
+    return grown
 
 
 def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, float]:
@@ -783,12 +788,7 @@ def _pen_variants(stack: np.ndarray, within: np.ndarray) -> tuple[np.ndarray, np
     thinner[:, :, :-1] &= stack[:, :, 1:]
     kept = thinner.sum(axis=(1, 2)) >= MIN_THINNED * stack.sum(axis=(1, 2))
     thinner = np.where(kept[:, None, None], thinner, stack)
-    thicker = stack.copy()
-    thicker[:, 1:] |= stack[:, :-1]
-    thicker[:, :-1] |= stack[:, 1:]
-    thicker[:, :, 1:] |= stack[:, :, :-1]
-    thicker[:, :, :-1] |= stack[:, :, 1:]
-    return thinner, thicker & within
+    return thinner, _grown(stack) & within
 
 
 def read_layouts(
