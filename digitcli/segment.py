@@ -330,21 +330,25 @@ def _seams(gmask: np.ndarray, digit_height: float, most: int) -> list[np.ndarray
     """
     h, w = gmask.shape
     ink = gmask.astype(np.float64)
-    # Where each row's cheapest seam comes from: its column above (stays), or else the
-    # column above on its right (from_right) or on its left.
-    stays = np.ones((h, w), dtype=bool)
-    from_right = np.zeros((h, w), dtype=bool)
-    cost = ink[0].copy()
+    costs = np.empty((h, w))  # of the cheapest seam down to each pixel
+    costs[0] = ink[0]
     side = np.full(w + 2, np.inf)  # the costs one column aside: side[x] left, side[x + 2] right
-    left, right = side[:-2], side[2:]
     aside = np.empty(w)
     for y in range(1, h):
-        np.add(cost, SEAM_STEP, out=side[1:-1])
-        np.less(right, left, out=from_right[y])
-        np.minimum(left, right, out=aside)
-        np.less_equal(cost, aside, out=stays[y])
-        np.minimum(cost, aside, out=cost)
-        cost += ink[y]
+        np.add(costs[y - 1], SEAM_STEP, out=side[1:-1])
+        np.minimum(side[:-2], side[2:], out=aside)
+        np.minimum(costs[y - 1], aside, out=costs[y])
+        costs[y] += ink[y]
+    cost = costs[-1]
+    # Where each row's cheapest seam comes from: its column above (stays), or else the
+    # column above on its right (from_right) or on its left; as in the loop, for all rows.
+    sides = np.full((h - 1, w + 2), np.inf)
+    np.add(costs[:-1], SEAM_STEP, out=sides[:, 1:-1])
+    left, right = sides[:, :-2], sides[:, 2:]
+    stays = np.ones((h, w), dtype=bool)
+    from_right = np.zeros((h, w), dtype=bool)
+    np.less_equal(costs[:-1], np.minimum(left, right), out=stays[1:])
+    np.less(right, left, out=from_right[1:])
     lo = max(1, int(MIN_DIGIT_WIDTH * digit_height))
     order = np.lexsort((np.abs(np.arange(w) - w / 2), cost))  # cheapest, then central
     valley = np.ones(w, dtype=bool)  # no cheaper neighbour
@@ -506,24 +510,28 @@ def layout(
     h = smask.shape[0]
     spans: list[tuple[int, int, int]] = []
     cuts_of: list[list[np.ndarray]] = []
-    gmasks = []
+    lows, highs = [], []  # each cut's first and last column, per group
+    # Each pixel's group, -1 for none (a group holds only its own pieces).
+    group_of = np.full(int(labels.max()) + 1, -1)
     for gi, g in enumerate(groups):
-        gmask = np.isin(labels[:, g.left : g.right], g.pieces)
-        gmasks.append(gmask)
+        group_of[g.pieces] = gi
+    pixel_groups = np.where(labels >= 0, group_of[labels], -1)
+    for gi, g in enumerate(groups):
         inner = []
         if g.width > SPLIT_WIDTH * digit_width:
             most = MAX_CUTS + 2 * round(g.width / digit_width)  # a long chain: more cuts
-            inner = _seams(gmask, digit_height, most)
+            inner = _seams(pixel_groups[:, g.left : g.right] == gi, digit_height, most)
         inner.sort(key=lambda p: p.mean())
         paths = [np.zeros(h, dtype=np.intp), *inner, np.full(h, g.width, dtype=np.intp)]
         cuts_of.append(paths)
+        lows.append([int(path.min()) for path in paths])
+        highs.append([int(path.max()) for path in paths])
         for a in range(len(paths)):
             for b in range(a + 1, len(paths)):
                 whole = a == 0 and b == len(paths) - 1
-                wide = paths[b].max() - paths[a].min()
-                if wide <= MAX_DIGIT_WIDTH * digit_height or whole:
+                if highs[gi][b] - lows[gi][a] <= MAX_DIGIT_WIDTH * digit_height or whole:
                     spans.append((gi, a, b))
-    extents = [(int(cuts_of[gi][a].min()), int(cuts_of[gi][b].max())) for gi, a, b in spans]
+    extents = [(lows[gi][a], highs[gi][b]) for gi, a, b in spans]
     last = [len(cuts_of[gi]) - 1 for gi, _, _ in spans]  # a whole group's span: 0 .. last
     n = len(spans)
     found = np.zeros(n, dtype=bool)
@@ -536,18 +544,21 @@ def layout(
     for part in (np.flatnonzero(narrow), np.flatnonzero(~narrow)):
         if not part.size:
             continue
-        widest = max(extents[k][1] - extents[k][0] for k in part.tolist())
-        stack = np.zeros((part.size, h, widest), dtype=bool)
-        within = np.zeros((part.size, h, widest), dtype=bool)  # between the piece's cuts
-        inks = np.zeros((part.size, h, widest), dtype=np.float32)
-        for j, k in enumerate(part.tolist()):
-            (gi, a, b), (lo, hi) = spans[k], extents[k]
-            g = groups[gi]
-            cols = np.arange(lo, hi)[None, :]
-            between = (cols >= cuts_of[gi][a][:, None]) & (cols < cuts_of[gi][b][:, None])
-            stack[j, :, : hi - lo] = gmasks[gi][:, lo:hi] & between
-            within[j, :, : hi - lo] = between
-            inks[j, :, : hi - lo] = sflat[:, g.left + lo : g.left + hi]
+        part_spans = [spans[k] for k in part.tolist()]
+        lo, hi = (np.array([extents[k][i] for k in part.tolist()]) for i in (0, 1))
+        widest = int((hi - lo).max())
+        # Column c of piece j is column at[j] + c of the line. The piece is its group's ink
+        # between its two cuts (within); columns past the line are never within.
+        at = np.array([groups[gi].left for gi, _, _ in part_spans]) + lo
+        first = np.stack([cuts_of[gi][a] for gi, a, _ in part_spans]) - lo[:, None]
+        end = np.stack([cuts_of[gi][b] for gi, _, b in part_spans]) - lo[:, None]
+        cols = np.arange(widest)
+        within = (cols >= first[:, :, None]) & (cols < end[:, :, None])
+        line_cols = np.minimum(at[:, None] + cols, smask.shape[1] - 1)
+        pixel = np.arange(h)[None, :, None] * smask.shape[1] + line_cols[:, None, :]
+        owner = np.array([gi for gi, _, _ in part_spans])[:, None, None]
+        stack = within & (pixel_groups.ravel()[pixel] == owner)
+        inks = sflat.ravel()[pixel]  # only read under the piece's mask
         stack = _largest_parts(stack)
         cols_on = stack.any(axis=1)
         inked = cols_on.any(axis=1)
@@ -560,16 +571,15 @@ def layout(
         whole = np.array([spans[k][1:] == (0, last[k]) for k in part.tolist()])
         found[part] = inked & (whole | (priors >= MIN_WIDTH_PRIOR))
         vary[part] = priors >= VARY_WIDTH_PRIOR
-        stacks.append((part, stack, within, inks))
+        stacks.append((part, stack, within, inks, at))
     if not every_span:
         found &= _on_whole_cuts(spans, found, [len(paths) for paths in cuts_of])
     vary &= found
     rows = np.zeros((1 + PEN_VARIANTS, n, 32), dtype=np.uint64)
     boxes: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * n
-    for part, stack, within, inks in stacks:
+    for part, stack, within, inks, offsets in stacks:
         read = found[part]
         rows[:, part] = _convert(inks, stack, within, read, vary[part], threshold)
-        offsets = np.array([groups[spans[k][0]].left + extents[k][0] for k in part.tolist()])
         part_boxes = _unsheared_boxes(stack, read, shifts, offsets, gray.shape[1])
         for k, (top, bottom, left, right) in zip(part.tolist(), part_boxes, strict=True):
             boxes[k] = (top + y0, bottom + y0, left, right) if found[k] else (0, 0, 0, 0)
