@@ -18,11 +18,12 @@ The steps, for one grey image holding one line of digits (an amount, a code):
    the cuts whose pieces the classifier reads best, with a prior on a digit's width and
    the distance to the digits the model knows, so that slivers and merged pairs score
    badly (:func:`choose`).
-6. Each piece as wide as a digit may be goes through NIST's steps
-   (:func:`~digitcli.conversion.nist.nist_steps`), as cut and with the pen a pixel thinner
-   and thicker (:data:`PEN_VARIANTS`), without the model (:func:`layout`: workers do
-   this); the model then reads the candidates of many lines in one forward pass, its
-   beliefs averaged over each piece's variants (:func:`read_layouts`).
+6. Each piece as wide as a digit may be (and, when reading, on some way to cut its whole
+   group) goes through NIST's steps (:func:`~digitcli.conversion.nist.nist_steps`), as
+   cut and with the pen a pixel thinner and thicker (:data:`PEN_VARIANTS`), without the
+   model (:func:`layout`: workers do this); the model then reads the candidates of many
+   lines in one forward pass, its beliefs averaged over each piece's variants
+   (:func:`read_layouts`).
 
 Only one line of digits is read. Several lines are not supported: digits standing above
 one another are taken for one digit (a broken one), so each line must be cropped first.

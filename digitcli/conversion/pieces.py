@@ -116,7 +116,7 @@ class PieceTable:
         The runs of the other pieces are cleared from a copy of the mask, so the work
         grows with the ink dropped, not with the stack.
         """
-        _, h, w = self.shape
+        w = self.shape[2]
         out = np.array(self._mask, dtype=bool, order="C")
         if not self._run_piece.size:
             return out
