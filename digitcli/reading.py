@@ -71,7 +71,7 @@ def layout_file(path: str, *, invert: bool | None = None) -> Layout | None:
     if img.height > READ_MAX_HEIGHT:
         size = (max(1, round(img.width * READ_MAX_HEIGHT / img.height)), READ_MAX_HEIGHT)
         img = img.resize(size, Image.Resampling.BOX)
-    lay = layout(scaled(gray_pixels(img)), invert=invert)
+    lay = layout(scaled(gray_pixels(img)), invert=invert, every_span=False)
     if lay is None or (source_w, source_h) == img.size:
         return lay
     return lay.scaled(source_w / img.width, source_h / img.height)

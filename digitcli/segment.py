@@ -21,11 +21,12 @@ The steps, for one grey image holding one line of digits (an amount, a code):
    the cuts whose pieces the classifier reads best, with a prior on a digit's width and
    the distance to the digits the model knows, so that slivers and merged pairs score
    badly (:func:`choose`).
-6. Each piece as wide as a digit may be goes through NIST's steps
-   (:func:`~digitcli.conversion.nist.nist_steps`), as cut and with the pen a pixel thinner
-   and thicker (:data:`PEN_VARIANTS`), without the model (:func:`layout`: workers do
-   this); the model then reads the candidates of many lines in one forward pass, its
-   beliefs averaged over each piece's variants (:func:`read_layouts`).
+6. Each piece as wide as a digit may be (and, when reading, on some way to cut its whole
+   group) goes through NIST's steps (:func:`~digitcli.conversion.nist.nist_steps`), as
+   cut and with the pen a pixel thinner and thicker (:data:`PEN_VARIANTS`), without the
+   model (:func:`layout`: workers do this); the model then reads the candidates of many
+   lines in one forward pass, its beliefs averaged over each piece's variants
+   (:func:`read_layouts`).
 
 Only one line of digits is read. Several lines are not supported: digits standing above
 one another are taken for one digit (a broken one), so each line must be cropped first.
@@ -41,7 +42,7 @@ from typing import Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from digitcli.conversion.ink import ink_masks, ink_strength, otsu_level
+from digitcli.conversion.ink import ink_levels, ink_strength, otsu_level
 from digitcli.conversion.nist import block_counts, nist_steps
 from digitcli.conversion.pieces import PieceTable, piece_table, runs
 from digitcli.errors import ModelError
@@ -262,7 +263,7 @@ def remove_lines(mask: np.ndarray) -> np.ndarray:
 def _line_masks(gray: np.ndarray, invert: bool | None) -> tuple[np.ndarray, np.ndarray, float]:
     """Ink above the ground ``(h, w)``, the ink mask (without guide lines) and its threshold."""
     ink = ink_strength(gray[None], invert)
-    flat, thresholds, blank, _ = ink_masks(ink, work=min(max(gray.shape), LINE_WORK))
+    flat, thresholds, blank = ink_levels(ink, work=min(max(gray.shape), LINE_WORK))
     if blank[0]:
         return flat[0], np.zeros(gray.shape, dtype=bool), 1.0
     mask = untextured(flat[0], flat[0] > thresholds[0])
@@ -432,34 +433,47 @@ def _seams(gmask: np.ndarray, digit_height: float, most: int) -> list[np.ndarray
     """
     h, w = gmask.shape
     ink = gmask.astype(np.float64)
-    back = np.zeros((h, w), dtype=np.int8)
-    cost = ink[0].copy()
+    costs = np.empty((h, w))  # of the cheapest seam down to each pixel
+    costs[0] = ink[0]
     side = np.full(w + 2, np.inf)  # the costs one column aside: side[x] left, side[x + 2] right
+    aside = np.empty(w)
     for y in range(1, h):
-        side[1:-1] = cost
-        side[1:-1] += SEAM_STEP
-        left, right = side[:-2], side[2:]
-        step = np.where(right < left, 1, -1)
-        aside = np.minimum(left, right)
-        stay = cost <= aside
-        back[y] = np.where(stay, 0, step)
-        cost = np.where(stay, cost, aside) + ink[y]
+        np.add(costs[y - 1], SEAM_STEP, out=side[1:-1])
+        np.minimum(side[:-2], side[2:], out=aside)
+        np.minimum(costs[y - 1], aside, out=costs[y])
+        costs[y] += ink[y]
+    cost = costs[-1]
+    # Where each row's cheapest seam comes from: its column above (stays), or else the
+    # column above on its right (from_right) or on its left; as in the loop, for all rows.
+    sides = np.full((h - 1, w + 2), np.inf)
+    np.add(costs[:-1], SEAM_STEP, out=sides[:, 1:-1])
+    left, right = sides[:, :-2], sides[:, 2:]
+    stays = np.ones((h, w), dtype=bool)
+    from_right = np.zeros((h, w), dtype=bool)
+    np.less_equal(costs[:-1], np.minimum(left, right), out=stays[1:])
+    np.less(right, left, out=from_right[1:])
     lo = max(1, int(MIN_DIGIT_WIDTH * digit_height))
     order = np.lexsort((np.abs(np.arange(w) - w / 2), cost))  # cheapest, then central
+    valley = np.ones(w, dtype=bool)  # no cheaper neighbour
+    valley[1:] &= cost[1:] <= cost[:-1]
+    valley[:-1] &= cost[:-1] <= cost[1:]
+    order = order[valley[order] & (order >= lo) & (order <= w - lo)]
     chosen: list[int] = []
     for x in order.tolist():
         if len(chosen) >= most:
             break
-        valley = (x == 0 or cost[x] <= cost[x - 1]) and (x == w - 1 or cost[x] <= cost[x + 1])
-        if valley and lo <= x <= w - lo and all(abs(x - c) >= lo for c in chosen):
+        if all(abs(x - c) >= lo for c in chosen):
             chosen.append(x)
+    # Each pixel's step to the row above, plus one (0: left, 1: up, 2: right), as bytes:
+    # the paths are followed up one pixel at a time.
+    steps = np.where(stays, 1, np.where(from_right, 2, 0)).astype(np.uint8).tobytes()
     out = []
     for x in chosen:
-        path = np.empty(h, dtype=np.intp)
-        path[-1] = x
+        path = [x]
         for y in range(h - 1, 0, -1):
-            path[y - 1] = path[y] + back[y, path[y]]
-        out.append(path)
+            x += steps[y * w + x] - 1
+            path.append(x)
+        out.append(np.array(path[::-1], dtype=np.intp))
     return out
 
 
@@ -621,6 +635,11 @@ def _joins(groups: list[_Group], digit_height: float) -> list[int]:
     ]
 
 
+def _first_group(unit: int, groups: list[_Group], joins: list[int]) -> int:
+    """The group a unit of :func:`layout` is (a group), or starts with (a join of two)."""
+    return unit if unit < len(groups) else joins[unit - len(groups)]
+
+
 def _joined(a: _Group, b: _Group) -> _Group:
     """One group of the pieces of `a` and `b`."""
     out = _Group(list(a.pieces), a.top, a.bottom, a.left, a.right)
@@ -628,7 +647,9 @@ def _joined(a: _Group, b: _Group) -> _Group:
     return out
 
 
-def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
+def layout(
+    gray: np.ndarray, *, invert: bool | None = None, every_span: bool = True
+) -> Layout | None:
     """Find a line's groups of ink and their candidate cuts, and convert every candidate.
 
     Parameters
@@ -638,6 +659,10 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         :func:`~digitcli.conversion.decode.scaled` gives.
     invert : bool or None
         Polarity, see :func:`~digitcli.conversion.ink.ink_strength`.
+    every_span : bool
+        Read every span that holds ink and may be a digit. Without it, only those that
+        can be chosen are (:func:`_on_whole_cuts`): the reading is the same, for less
+        work. The pieces training takes from synthetic numbers need every span.
 
     Returns
     -------
@@ -664,50 +689,65 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
     joins = _joins(groups, digit_height)
     spans: list[tuple[int, int, int]] = []
     cuts_of: list[list[np.ndarray]] = []
-    gmasks = []
-    units = groups + [_joined(groups[j], groups[j + 1]) for j in joins]  # joins after groups
+    lows, highs = [], []  # each cut's first and last column, per unit
+    # Each pixel's group, -1 for none (a group holds only its own pieces).
+    group_of = np.full(int(labels.max()) + 1, -1)
+    for gi, g in enumerate(groups):
+        group_of[g.pieces] = gi
+    pixel_groups = np.where(labels >= 0, group_of[labels], -1)
+    # The units cut and read: the groups, then the pairs of them that may be one digit.
+    units = groups + [_joined(groups[j], groups[j + 1]) for j in joins]
     for gi, g in enumerate(units):
-        gmask = np.isin(labels[:, g.left : g.right], g.pieces)
-        gmasks.append(gmask)
         inner = []
         if gi < len(groups) and g.width > SPLIT_WIDTH * digit_width:
             most = MAX_CUTS + 2 * round(g.width / digit_width)  # a long chain: more cuts
+            gmask = pixel_groups[:, g.left : g.right] == gi
             inner = _seams(gmask, digit_height, most)
             inner += _valley_cuts(gmask, digit_height, [float(p.mean()) for p in inner])
         inner.sort(key=lambda p: p.mean())
         paths = [np.zeros(h, dtype=np.intp), *inner, np.full(h, g.width, dtype=np.intp)]
         cuts_of.append(paths)
+        lows.append([int(path.min()) for path in paths])
+        highs.append([int(path.max()) for path in paths])
         for a in range(len(paths)):
             for b in range(a + 1, len(paths)):
                 whole = a == 0 and b == len(paths) - 1
-                wide = paths[b].max() - paths[a].min()
-                if wide <= MAX_DIGIT_WIDTH * digit_height or whole:
+                if highs[gi][b] - lows[gi][a] <= MAX_DIGIT_WIDTH * digit_height or whole:
                     spans.append((gi, a, b))
-    extents = [(int(cuts_of[gi][a].min()), int(cuts_of[gi][b].max())) for gi, a, b in spans]
+    extents = [(lows[gi][a], highs[gi][b]) for gi, a, b in spans]
     last = [len(cuts_of[gi]) - 1 for gi, _, _ in spans]  # a whole group's span: 0 .. last
     n = len(spans)
-    rows = np.zeros((1 + PEN_VARIANTS, n, 32), dtype=np.uint64)
     found = np.zeros(n, dtype=bool)
+    vary = np.zeros(n, dtype=bool)
     widths = np.zeros(n, dtype=np.intp)
-    boxes: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * n
-    # Pieces up to a digit's width are converted as one stack, and whole groups wider than
+    # Pieces up to a digit's width are cut out as one stack, and whole groups wider than
     # that as another, so the many narrow ones are not padded to the widest group.
     narrow = np.array([hi - lo <= MAX_DIGIT_WIDTH * digit_height for lo, hi in extents])
+    stacks = []
     for part in (np.flatnonzero(narrow), np.flatnonzero(~narrow)):
         if not part.size:
             continue
-        widest = max(extents[k][1] - extents[k][0] for k in part.tolist())
-        stack = np.zeros((part.size, h, widest), dtype=bool)
-        within = np.zeros((part.size, h, widest), dtype=bool)  # between the piece's cuts
-        inks = np.zeros((part.size, h, widest), dtype=np.float32)
-        for j, k in enumerate(part.tolist()):
-            (gi, a, b), (lo, hi) = spans[k], extents[k]
-            g = units[gi]
-            cols = np.arange(lo, hi)[None, :]
-            between = (cols >= cuts_of[gi][a][:, None]) & (cols < cuts_of[gi][b][:, None])
-            stack[j, :, : hi - lo] = gmasks[gi][:, lo:hi] & between
-            within[j, :, : hi - lo] = between
-            inks[j, :, : hi - lo] = sflat[:, g.left + lo : g.left + hi]
+        part_spans = [spans[k] for k in part.tolist()]
+        lo, hi = (np.array([extents[k][i] for k in part.tolist()]) for i in (0, 1))
+        widest = int((hi - lo).max())
+        # Column c of piece j is column at[j] + c of the line. The piece is its group's ink
+        # between its two cuts (within); columns past the line are never within.
+        at = np.array([units[gi].left for gi, _, _ in part_spans]) + lo
+        first = np.stack([cuts_of[gi][a] for gi, a, _ in part_spans]) - lo[:, None]
+        end = np.stack([cuts_of[gi][b] for gi, _, b in part_spans]) - lo[:, None]
+        cols = np.arange(widest)
+        within = (cols >= first[:, :, None]) & (cols < end[:, :, None])
+        line_cols = np.minimum(at[:, None] + cols, smask.shape[1] - 1)
+        pixel = np.arange(h)[None, :, None] * smask.shape[1] + line_cols[:, None, :]
+        # A unit's groups: itself, or the pair a join reads as one.
+        owner = np.array([_first_group(gi, groups, joins) for gi, _, _ in part_spans])
+        pair = np.array([gi >= len(groups) for gi, _, _ in part_spans])
+        ink_of = pixel_groups.ravel()[pixel]
+        mine = (ink_of == owner[:, None, None]) | (
+            pair[:, None, None] & (ink_of == owner[:, None, None] + 1)
+        )
+        stack = within & mine
+        inks = sflat.ravel()[pixel]  # only read under the piece's mask
         stack = _largest_parts(stack)
         cols_on = stack.any(axis=1)
         inked = cols_on.any(axis=1)
@@ -718,12 +758,17 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
             [_width_prior(w, digit_width) if w else -math.inf for w in widths[part].tolist()]
         )
         whole = np.array([spans[k][1:] == (0, last[k]) for k in part.tolist()])
-        read = inked & (whole | (priors >= MIN_WIDTH_PRIOR))
-        found[part] = read
-        rows[:, part] = _convert(
-            inks, stack, within, read, read & (priors >= VARY_WIDTH_PRIOR), threshold
-        )
-        offsets = np.array([units[spans[k][0]].left + extents[k][0] for k in part.tolist()])
+        found[part] = inked & (whole | (priors >= MIN_WIDTH_PRIOR))
+        vary[part] = priors >= VARY_WIDTH_PRIOR
+        stacks.append((part, stack, within, inks, at))
+    if not every_span:
+        found &= _on_whole_cuts(spans, found, [len(paths) for paths in cuts_of])
+    vary &= found
+    rows = np.zeros((1 + PEN_VARIANTS, n, 32), dtype=np.uint64)
+    boxes: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * n
+    for part, stack, within, inks, offsets in stacks:
+        read = found[part]
+        rows[:, part] = _convert(inks, stack, within, read, vary[part], threshold)
         part_boxes = _unsheared_boxes(stack, read, shifts, offsets, gray.shape[1])
         for k, (top, bottom, left, right) in zip(part.tolist(), part_boxes, strict=True):
             boxes[k] = (top + y0, bottom + y0, left, right) if found[k] else (0, 0, 0, 0)
@@ -740,6 +785,31 @@ def layout(gray: np.ndarray, *, invert: bool | None = None) -> Layout | None:
         digit_width=digit_width,
         variants=features[1:],
         joins=joins,
+    )
+
+
+def _on_whole_cuts(
+    spans: list[tuple[int, int, int]], read: np.ndarray, cuts: list[int]
+) -> np.ndarray:
+    """Which `read` spans lie on a whole cut of their group, the others being never chosen.
+
+    A whole cut is a chain of read spans from the group's left side (cut 0) to its right
+    side (cut ``cuts[group] - 1``). Only spans on one can be chosen (:func:`_best_path`):
+    the others' scores are never used. A group with no such chain keeps all its read spans.
+    """
+    readable = [(gi, a, b) for (gi, a, b), r in zip(spans, read.tolist(), strict=True) if r]
+    from_left = {(gi, 0) for gi in range(len(cuts))}  # cuts reached from the left side
+    for gi, a, b in sorted(readable, key=lambda span: (span[0], span[2])):
+        if (gi, a) in from_left:
+            from_left.add((gi, b))
+    to_right = {(gi, n - 1) for gi, n in enumerate(cuts)}  # cuts that reach the right side
+    for gi, a, b in sorted(readable, key=lambda span: (span[0], -span[1])):
+        if (gi, b) in to_right:
+            to_right.add((gi, a))
+    whole = [(gi, n - 1) in from_left for gi, n in enumerate(cuts)]
+    return read & np.array(
+        [not whole[gi] or ((gi, a) in from_left and (gi, b) in to_right) for gi, a, b in spans],
+        dtype=bool,
     )
 
 
@@ -944,7 +1014,7 @@ def read_line(
     ModelError
         If the model gives no valid probabilities for the line's pieces.
     """
-    lay = layout(gray, invert=invert)
+    lay = layout(gray, invert=invert, every_span=False)
     reading = read_layouts([lay], model, weights=weights, keep_separators=keep_separators)[0]
     if reading is None:
         raise ModelError("the model gave no valid probabilities")

@@ -682,3 +682,27 @@ def test_piece_table_gives_each_piece_its_box_sides_and_pixels():
     labels = table.labels()
     assert (labels >= 0).tolist() == masks.tolist()
     np.testing.assert_array_equal(table.keep(np.array([False, True, True])), masks & (labels > 0))
+
+
+def test_keep_clears_the_runs_of_the_pieces_left_out():
+    """:meth:`PieceTable.keep` equals picking pixels by their labels, for any choice."""
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        masks = rng.random((3, 17, 23)) < rng.uniform(0.1, 0.7)
+        table = pieces.piece_table(masks)
+        chosen = rng.random(len(table)) < 0.5
+        by_labels = np.append(chosen, False)[table.labels()]
+        np.testing.assert_array_equal(table.keep(chosen), by_labels)
+    empty = pieces.piece_table(np.zeros((2, 4, 5), dtype=bool))
+    assert not empty.keep(np.zeros(0, dtype=bool)).any()
+
+
+def test_ink_levels_are_those_of_ink_masks():
+    """The line reader's ink levels equal ink_masks' (including where the ground is redone)."""
+    rng = np.random.default_rng(3)
+    ink = rng.random((4, 48, 120)).astype(np.float32) * 0.2
+    ink[:, 8:40, 10:30] += 0.75  # a bold pen: the first ground estimate climbs onto it
+    ink[1, 20:24, 40:110] += 0.6
+    ink[3] *= 0.05  # blank
+    for got, want in zip(ink_stage.ink_levels(ink), ink_stage.ink_masks(ink)[:3], strict=True):
+        np.testing.assert_array_equal(got, want)

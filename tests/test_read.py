@@ -335,6 +335,32 @@ def test_pieces_are_read_in_pen_variants():
     assert thinner.sum() == 9 and thicker.sum() == 25 + 4 * 5
 
 
+def test_reading_only_the_spans_that_can_be_chosen_reads_the_same(shipped_model):
+    """Spans on no whole cut of their group are not read, and the reading is unchanged."""
+    pruned = 0
+    for seed, text in enumerate(["30040", "5817", "9124", "774120"]):
+        img = number_image(text, seed=seed, touching=(1, 2), gap=(0.0, 0.1))
+        every = segment.layout(_gray(img))
+        some = segment.layout(_gray(img), every_span=False)
+        assert every is not None and some is not None
+        assert not (some.found & ~every.found).any()
+        pruned += int(every.found.sum() - some.found.sum())
+        np.testing.assert_array_equal(some.features, every.features[some.found[every.found]])
+        readings = segment.read_layouts([every, some], shipped_model)
+        assert readings[0] == readings[1]
+    assert pruned > 0
+
+
+def test_spans_on_whole_cuts():
+    """A span is kept if a chain of read spans runs through it from side to side."""
+    spans = [(0, 0, 1), (0, 1, 3), (0, 0, 3), (0, 2, 3), (0, 0, 2), (1, 0, 1), (1, 1, 2)]
+    read = np.array([True, True, True, True, False, True, False])
+    # (0, 2, 3) starts at cut 2, which no read span reaches: never chosen. Group 1 has no
+    # whole cut (its span 1..2 is not read): its read span is kept as it is.
+    kept = segment._on_whole_cuts(spans, read, [4, 3])
+    assert kept.tolist() == [True, True, True, False, False, True, False]
+
+
 def test_remove_lines_keeps_crossing_strokes():
     mask = np.zeros((40, 200), dtype=bool)
     mask[30:32, :] = True  # a guide line

@@ -177,9 +177,29 @@ def ink_masks(ink: np.ndarray, work: int = 64) -> tuple[np.ndarray, ...]:
     mask : numpy.ndarray
         bool ``(n, h, w)``: the digit's ink, cleaned by :func:`remove_specks`.
     """
+    return _ground_removed(ink, work, clean=True)
+
+
+def ink_levels(ink: np.ndarray, work: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ink_masks` without its cleaned masks: ``(flat, thresholds, blank)``.
+
+    The same values as the first three of :func:`ink_masks`, for a caller that makes its
+    own mask from them (a line of digits): the masks are not cleaned
+    (:func:`remove_specks`) where that only served the mask returned.
+    """
+    flat, thresholds, blank, _ = _ground_removed(ink, work, clean=False)
+    return flat, thresholds, blank
+
+
+def _ground_removed(ink: np.ndarray, work: int, *, clean: bool) -> tuple[np.ndarray, ...]:
+    """:func:`ink_masks`; without `clean`, the mask returned is not all cleaned (not to use).
+
+    The ground estimate needs one cleaned mask, whatever `clean`: that of the first
+    attempt at a second estimate (the widest stroke is measured in it).
+    """
     ink = ink.astype(np.float32, copy=False)
     ground, small, k = _first_ground(ink, work)
-    *result, inked = _masks(ink, ground)
+    *result, inked = _masks(ink, ground, clean=clean)
     window, near, redo = _hollowing_risk(ground, small, inked, k)
     todo = np.flatnonzero(redo)
     if not todo.size:
@@ -194,7 +214,7 @@ def ink_masks(ink: np.ndarray, work: int = 64) -> tuple[np.ndarray, ...]:
         for _ in range(2):  # smoothed like the first estimate
             second = _rank_filter(second, k, np.add, work_buf) / np.float32(k * k)
         second = np.where(near[todo], np.minimum(second, ground[todo]), ground[todo])
-        *part, _ = _masks(ink[todo], second)
+        *part, _ = _masks(ink[todo], second, clean=clean or not attempt)
         for out, values in zip(result, part, strict=True):
             out[todo] = values
         if attempt:
@@ -234,11 +254,11 @@ def _first_ground(stack: np.ndarray, work: int) -> tuple[np.ndarray, np.ndarray,
     return ground.copy(), small, k
 
 
-def _masks(ink: np.ndarray, ground: np.ndarray) -> tuple[np.ndarray, ...]:
+def _masks(ink: np.ndarray, ground: np.ndarray, *, clean: bool = True) -> tuple[np.ndarray, ...]:
     """Subtract the (enlarged) ground, threshold, clean.
 
     Returns ``(flat, thresholds, blank, mask, inked)``: `mask` is `inked` (every pixel
-    over the threshold) cleaned by :func:`remove_specks`.
+    over the threshold) cleaned by :func:`remove_specks`; without `clean`, `inked` itself.
     """
     h, w = ink.shape[-2:]
     if ground.shape[-2:] != (h, w):
@@ -247,7 +267,7 @@ def _masks(ink: np.ndarray, ground: np.ndarray) -> tuple[np.ndarray, ...]:
     np.maximum(flat, 0.0, out=flat)  # ink and ground are both in 0..1
     thresholds, blank = ink_thresholds(flat)
     inked = (flat > thresholds[:, None, None]) & ~blank[:, None, None]
-    return flat, thresholds, blank, remove_specks(inked), inked
+    return flat, thresholds, blank, remove_specks(inked) if clean else inked, inked
 
 
 def _hollowing_risk(

@@ -108,8 +108,8 @@ def normalise_bitmap(
     enlarge = height < BOX_HEIGHT
     thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,))
     # What is resampled: grey levels relative to the threshold (enlarging), else the mask.
-    levels = inks / thresholds[:, None, None]
-    levels[~enlarge] = 1.0
+    levels = np.ones(masks.shape)
+    np.divide(inks, thresholds[:, None, None], out=levels, where=enlarge[:, None, None])
     np.multiply(levels, masks, out=levels)
     rows = np.zeros((n, 32, masks.shape[1]))
     cols = np.zeros((n, masks.shape[2], 32))  # transposed: the product needs no copy
@@ -274,7 +274,9 @@ def nist_steps(
     """
     found = mask.any(axis=(1, 2))
     rows = np.zeros((len(mask), 32), dtype=np.uint64)
-    if found.any():
+    if found.size and found.all():  # no copies to leave the empty masks out
+        rows[:] = remove_slant(normalise_strokes(pack(normalise_bitmap(ink, mask, thresholds))))
+    elif found.any():
         levels = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), found.shape)
         bitmaps = normalise_bitmap(ink[found], mask[found], levels[found])
         rows[found] = remove_slant(normalise_strokes(pack(bitmaps)))

@@ -92,6 +92,7 @@ class PieceTable:
     shape: tuple[int, int, int]
     _run_piece: np.ndarray
     _mask: np.ndarray
+    _runs: tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, starts, ends (:func:`runs`)
 
     def __len__(self) -> int:
         """The number of pieces."""
@@ -110,9 +111,22 @@ class PieceTable:
         return out.reshape(self.shape)
 
     def keep(self, chosen: np.ndarray) -> np.ndarray:
-        """The mask of the chosen pieces: `chosen` is bool ``(len(self),)``."""
-        with_ground = np.append(np.asarray(chosen, dtype=bool), False)
-        return with_ground[self.labels()]
+        """The mask of the chosen pieces: `chosen` is bool ``(len(self),)``.
+
+        The runs of the other pieces are cleared from a copy of the mask, so the work
+        grows with the ink dropped, not with the stack.
+        """
+        w = self.shape[2]
+        out = np.array(self._mask, dtype=bool, order="C")
+        if not self._run_piece.size:
+            return out
+        dropped = ~np.asarray(chosen, dtype=bool)[self._run_piece]
+        rows, starts, ends = (a[dropped] for a in self._runs)
+        lengths = ends - starts + 1
+        # Each dropped pixel's place in the flat mask: its run's first, plus its place in it.
+        skip = np.repeat(rows * w + starts - (np.cumsum(lengths) - lengths), lengths)
+        out.reshape(-1)[skip + np.arange(skip.size)] = False
+        return out
 
 
 def piece_table(stack: np.ndarray) -> PieceTable:
@@ -179,6 +193,7 @@ def _table(
         shape=(n, h, w),
         _run_piece=piece_of_root[label],
         _mask=stack,
+        _runs=(rows, starts, ends),
     )
 
 
