@@ -109,7 +109,7 @@ VALLEY_DEPTH = 0.1
 #: What a seam pays for each column it moves aside (a pixel of ink costs 1).
 SEAM_STEP = 1.5
 #: At most this many candidate cuts inside one group.
-MAX_CUTS = 6
+MAX_CUTS = 3
 #: Separator characters kept with ``keep_separators``.
 SEPARATORS = ".,'"
 #: Candidate pieces are read three times: as cut, with the pen one pixel thinner and one
