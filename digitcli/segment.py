@@ -635,11 +635,6 @@ def _joins(groups: list[_Group], digit_height: float) -> list[int]:
     ]
 
 
-def _first_group(unit: int, groups: list[_Group], joins: list[int]) -> int:
-    """The group a unit of :func:`layout` is (a group), or starts with (a join of two)."""
-    return unit if unit < len(groups) else joins[unit - len(groups)]
-
-
 def _joined(a: _Group, b: _Group) -> _Group:
     """One group of the pieces of `a` and `b`."""
     out = _Group(list(a.pieces), a.top, a.bottom, a.left, a.right)
@@ -697,6 +692,7 @@ def layout(
     pixel_groups = np.where(labels >= 0, group_of[labels], -1)
     # The units cut and read: the groups, then the pairs of them that may be one digit.
     units = groups + [_joined(groups[j], groups[j + 1]) for j in joins]
+    unit_groups = [(gi, gi) for gi in range(len(groups))] + [(j, j + 1) for j in joins]
     for gi, g in enumerate(units):
         inner = []
         if gi < len(groups) and g.width > SPLIT_WIDTH * digit_width:
@@ -739,13 +735,12 @@ def layout(
         within = (cols >= first[:, :, None]) & (cols < end[:, :, None])
         line_cols = np.minimum(at[:, None] + cols, smask.shape[1] - 1)
         pixel = np.arange(h)[None, :, None] * smask.shape[1] + line_cols[:, None, :]
-        # A unit's groups: itself, or the pair a join reads as one.
-        owner = np.array([_first_group(gi, groups, joins) for gi, _, _ in part_spans])
-        pair = np.array([gi >= len(groups) for gi, _, _ in part_spans])
-        ink_of = pixel_groups.ravel()[pixel]
-        mine = (ink_of == owner[:, None, None]) | (
-            pair[:, None, None] & (ink_of == owner[:, None, None] + 1)
+        # A unit's groups: first .. last (itself, or the two a join reads as one).
+        first_group, last_group = (
+            np.array([unit_groups[gi][i] for gi, _, _ in part_spans]) for i in (0, 1)
         )
+        ink_of = pixel_groups.ravel()[pixel]
+        mine = (ink_of >= first_group[:, None, None]) & (ink_of <= last_group[:, None, None])
         stack = within & mine
         inks = sflat.ravel()[pixel]  # only read under the piece's mask
         stack = _largest_parts(stack)
