@@ -139,14 +139,19 @@ class Kernel:
         return out
 
     def nearest(self, Z: np.ndarray) -> np.ndarray:
-        """Squared distance ``(n,)`` from each scaled input row to its nearest centre."""
+        """Squared distance ``(n,)`` from each scaled input row to its nearest centre.
+
+        Computed in :data:`FORWARD_DTYPE` like the probabilities, returned as float64.
+        """
+        exponents = self._single[0]
+        Z = np.asarray(Z, dtype=FORWARD_DTYPE)
         out = np.empty(len(Z))
         for start in range(0, len(Z), _ROWS):  # bounds the (rows, centres) array
             part = Z[start : start + _ROWS]
             extended = np.column_stack(
-                [part, np.ones(len(part)), np.einsum("ij,ij->i", part, part)]
+                [part, np.ones(len(part), dtype=part.dtype), np.einsum("ij,ij->i", part, part)]
             )
-            closest = (extended @ self._exponents).max(axis=1)  # -gamma * distance**2
+            closest = (extended @ exponents).max(axis=1)  # -gamma * distance**2
             out[start : start + len(part)] = np.maximum(-closest / self.gamma, 0.0)
         return out
 

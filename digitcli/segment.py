@@ -686,7 +686,7 @@ def layout(
     cuts_of: list[list[np.ndarray]] = []
     lows, highs = [], []  # each cut's first and last column, per unit
     # Each pixel's group, -1 for none (a group holds only its own pieces).
-    group_of = np.full(int(labels.max()) + 1, -1)
+    group_of = np.full(int(labels.max()) + 1, -1, dtype=np.int32)
     for gi, g in enumerate(groups):
         group_of[g.pieces] = gi
     pixel_groups = np.where(labels >= 0, group_of[labels], -1)
@@ -734,7 +734,10 @@ def layout(
         cols = np.arange(widest)
         within = (cols >= first[:, :, None]) & (cols < end[:, :, None])
         line_cols = np.minimum(at[:, None] + cols, smask.shape[1] - 1)
-        pixel = np.arange(h)[None, :, None] * smask.shape[1] + line_cols[:, None, :]
+        # int32: the index arrays are the largest of the stack (half the memory traffic).
+        pixel = (np.arange(h, dtype=np.int32) * smask.shape[1])[None, :, None] + line_cols[
+            :, None, :
+        ].astype(np.int32)
         # A unit's groups: first .. last (itself, or the two a join reads as one).
         first_group, last_group = (
             np.array([unit_groups[gi][i] for gi, _, _ in part_spans]) for i in (0, 1)

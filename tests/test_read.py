@@ -347,7 +347,16 @@ def test_reading_only_the_spans_that_can_be_chosen_reads_the_same(shipped_model)
         pruned += int(every.found.sum() - some.found.sum())
         np.testing.assert_array_equal(some.features, every.features[some.found[every.found]])
         readings = segment.read_layouts([every, some], shipped_model)
-        assert readings[0] == readings[1]
+        # The same pieces, read in batches of other sizes: single-precision products may
+        # differ in their last bits from one batch size (and machine) to another.
+        assert [(g.text, g.box) for g in readings[0].glyphs] == [
+            (g.text, g.box) for g in readings[1].glyphs
+        ]
+        np.testing.assert_allclose(
+            [g.probability for g in readings[0].glyphs],
+            [g.probability for g in readings[1].glyphs],
+            rtol=1e-6,
+        )
     assert pruned > 0
 
 

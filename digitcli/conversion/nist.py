@@ -29,6 +29,8 @@ REDUCE_COVER = 0.25
 
 #: A narrow glyph is widened to at most this many times its own width-to-height ratio.
 MAX_WIDEN = 1.5
+#: Glyphs resampled together at least (:func:`normalise_bitmap`).
+SIZE_BUCKET = 24
 #: NIST's stroke-width bands of on-pixel counts (of 1024): above ERODE_TWICE_ABOVE erode
 #: twice, above KEEP_ABOVE once; KEEP_FROM..KEEP_ABOVE as is (98.6% of Digits); below
 #: KEEP_FROM dilate once, below DILATE_TWICE_BELOW twice.
@@ -94,19 +96,40 @@ def normalise_bitmap(
     ImageError
         ``no digit found`` if a mask is empty.
     """
-    masks, inks = mask, ink
-    if not masks.any(axis=(1, 2)).all():
+    if not mask.any(axis=(1, 2)).all():
         raise ImageError("no digit found")
-    n = masks.shape[0]
-    top, bottom, left, right = ink_boxes(masks)
+    n = mask.shape[0]
+    boxes = ink_boxes(mask)
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,))
+    if n < 2 * SIZE_BUCKET:
+        return _normalised(ink, mask, boxes, thresholds)
+    # The products cost the stack's common box for every glyph: glyphs of like widths are
+    # resampled together, each group in its own box.
+    out = np.empty((n, 32, 32), dtype=bool)
+    order = np.argsort(boxes[3] - boxes[2], kind="stable")
+    for part in np.array_split(order, n // SIZE_BUCKET):
+        out[part] = _normalised(ink, mask, tuple(b[part] for b in boxes), thresholds[part], part)
+    return out
+
+
+def _normalised(
+    ink: np.ndarray,
+    mask: np.ndarray,
+    boxes: tuple[np.ndarray, ...],
+    thresholds: np.ndarray,
+    part: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`normalise_bitmap` of glyphs `part` of a stack (all: None), given their ink boxes."""
+    top, bottom, left, right = boxes
     # Work on the part of the images that holds ink (for one image: its box).
     y0, y1, x0, x1 = top.min(), bottom.max(), left.min(), right.max()
-    masks, inks = masks[:, y0:y1, x0:x1], inks[:, y0:y1, x0:x1]
+    pick = slice(None) if part is None else part
+    masks, inks = mask[pick, y0:y1, x0:x1], ink[pick, y0:y1, x0:x1]
+    n = masks.shape[0]
     top, bottom, left, right = top - y0, bottom - y0, left - x0, right - x0
     height, width = bottom - top, right - left
     out_width = glyph_width(height, width)
     enlarge = height < BOX_HEIGHT
-    thresholds = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,))
     # What is resampled: grey levels relative to the threshold (enlarging), else the mask.
     levels = np.ones(masks.shape)
     np.divide(inks, thresholds[:, None, None], out=levels, where=enlarge[:, None, None])
