@@ -61,6 +61,9 @@ MIN_DIGIT_HEIGHT = 6
 DUST_FRACTION = 0.03
 #: A piece shorter than this fraction of the digit height is a mark (a dot, a dash, a bar).
 MARK_HEIGHT = 0.5
+#: The digit height is the median height of the large pieces at least this share of the
+#: highest one high.
+TALL_SHARE = 0.25
 #: The ground under a line is estimated on a copy at most this many pixels on its longest side.
 LINE_WORK = 128
 #: Ink in horizontal runs this long (a fraction of the image's width), and longer than
@@ -87,6 +90,9 @@ PAIR_WIDTH = 1.0
 #: The line's digit width lies in this range of its digit height.
 DIGIT_WIDTH_LOW = 0.35
 DIGIT_WIDTH_HIGH = 1.1
+#: A group at least this many digit heights high is one large digit (a flourished first
+#: digit): its widths are judged against the line's digit width scaled by its own height.
+LARGE_DIGIT = 1.5
 #: Widths (in digit heights) that one digit's cut may take.
 MIN_DIGIT_WIDTH = 0.12
 MAX_DIGIT_WIDTH = 1.2
@@ -360,10 +366,13 @@ def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, f
     flat = keep & (width >= 4 * np.maximum(height, 1)) & (width >= LINE_LENGTH * w)
     for i in np.flatnonzero(flat).tolist():
         keep[i] = _has_loop(table, labels, i)
-    tall = keep & (table.size >= 0.2 * table.size[keep].max(initial=0))
-    if not tall.any():
+    # Large pieces: a fifth of the second largest at least (a flourished first digit, one
+    # piece as large as the rest together, does not make them small).
+    sizes = np.sort(table.size[keep])
+    if not sizes.size:
         return [], [], labels, 0.0
-    digit_height = float(np.median(height[tall & (height >= 0.5 * height[tall].max())]))
+    tall = keep & (table.size >= 0.2 * (sizes[-2] if len(sizes) > 1 else sizes[-1]))
+    digit_height = float(np.median(height[tall & (height >= TALL_SHARE * height[tall].max())]))
     if digit_height < MIN_DIGIT_HEIGHT:  # specks, a hairline: no digit
         return [], [], labels, 0.0
     base = float(np.median(table.bottom[tall & (height >= MARK_HEIGHT * digit_height)]))
@@ -585,6 +594,9 @@ class Layout:
     (``found``: they hold ink, and are a whole group or as wide as a digit may be, see
     :data:`MIN_WIDTH_PRIOR`). ``variants`` ``(PEN_VARIANTS, rows, 64)`` are the same
     pieces' features with the pen thinner and thicker (:data:`PEN_VARIANTS`).
+    ``unit_scales[u]`` is how much larger than the line's digits unit ``u`` is
+    (:data:`LARGE_DIGIT`; 1 for most): its pieces' widths are judged by
+    :meth:`unit_width`.
     """
 
     cuts: list[int]
@@ -598,6 +610,11 @@ class Layout:
     digit_width: float
     variants: np.ndarray
     joins: list[int] = field(default_factory=list)
+    unit_scales: list[float] = field(default_factory=list)
+
+    def unit_width(self, unit: int) -> float:
+        """The digit width a unit's pieces are judged by (:data:`LARGE_DIGIT`)."""
+        return self.digit_width * (self.unit_scales[unit] if self.unit_scales else 1.0)
 
     def scaled(self, fx: float, fy: float) -> Layout:
         """The same layout with its boxes scaled to an image `fx` times as wide, `fy` high."""
@@ -616,6 +633,11 @@ class Layout:
             boxes=[box(b) for b in self.boxes],
             separators=[dataclasses.replace(g, box=box(g.box)) for g in self.separators],
         )
+
+
+def _size_scale(g: _Group, digit_height: float) -> float:
+    """How much larger than the line's digits a unit is: 1, or its height over theirs."""
+    return g.height / digit_height if g.height >= LARGE_DIGIT * digit_height else 1.0
 
 
 def _joins(groups: list[_Group], digit_height: float) -> list[int]:
@@ -693,10 +715,12 @@ def layout(
     # The units cut and read: the groups, then the pairs of them that may be one digit.
     units = groups + [_joined(groups[j], groups[j + 1]) for j in joins]
     unit_groups = [(gi, gi) for gi in range(len(groups))] + [(j, j + 1) for j in joins]
+    scales = [_size_scale(g, digit_height) for g in units]
     for gi, g in enumerate(units):
         inner = []
-        if gi < len(groups) and g.width > SPLIT_WIDTH * digit_width:
-            most = MAX_CUTS + 2 * round(g.width / digit_width)  # a long chain: more cuts
+        if gi < len(groups) and g.width > SPLIT_WIDTH * digit_width * scales[gi]:
+            # A long chain: more cuts.
+            most = MAX_CUTS + 2 * round(g.width / (digit_width * scales[gi]))
             gmask = pixel_groups[:, g.left : g.right] == gi
             inner = _seams(gmask, digit_height, most)
             inner += _valley_cuts(gmask, digit_height, [float(p.mean()) for p in inner])
@@ -708,7 +732,8 @@ def layout(
         for a in range(len(paths)):
             for b in range(a + 1, len(paths)):
                 whole = a == 0 and b == len(paths) - 1
-                if highs[gi][b] - lows[gi][a] <= MAX_DIGIT_WIDTH * digit_height or whole:
+                wide = highs[gi][b] - lows[gi][a] > MAX_DIGIT_WIDTH * digit_height * scales[gi]
+                if whole or not wide:
                     spans.append((gi, a, b))
     extents = [(lows[gi][a], highs[gi][b]) for gi, a, b in spans]
     last = [len(cuts_of[gi]) - 1 for gi, _, _ in spans]  # a whole group's span: 0 .. last
@@ -753,7 +778,10 @@ def layout(
             inked, widest - cols_on[:, ::-1].argmax(axis=1) - cols_on.argmax(axis=1), 0
         )
         priors = np.array(
-            [_width_prior(w, digit_width) if w else -math.inf for w in widths[part].tolist()]
+            [
+                _width_prior(w, digit_width * scales[spans[k][0]]) if w else -math.inf
+                for k, w in zip(part.tolist(), widths[part].tolist(), strict=True)
+            ]
         )
         whole = np.array([spans[k][1:] == (0, last[k]) for k in part.tolist()])
         found[part] = inked & (whole | (priors >= MIN_WIDTH_PRIOR))
@@ -781,6 +809,7 @@ def layout(
         separators=_separators(marks, groups, labels, shifts, gray.shape[1], digit_height, y0),
         digit_height=digit_height,
         digit_width=digit_width,
+        unit_scales=scales,
         variants=features[1:],
         joins=joins,
     )
@@ -957,7 +986,7 @@ def choose(
         i = int(index[k])
         s = (
             math.log(max(float(best[i]), 1e-9))
-            + weights.width * _width_prior(float(lay.widths[k]), lay.digit_width)
+            + weights.width * _width_prior(float(lay.widths[k]), lay.unit_width(span[0]))
             - weights.strange * float(strange[i])
             - weights.per_digit
         )

@@ -121,6 +121,25 @@ def test_separators_and_end_marks_are_no_digits(shipped_model):
     assert separators_right >= 0.8 * total
 
 
+def test_a_large_first_digit_leaves_the_others_digits(shipped_model):
+    """A flourished first digit twice as high as the rest does not make them marks."""
+    for seed, (first, rest) in enumerate([("2", "3104"), ("7", "659"), ("1", "250")]):
+        big = _line(first, seed=seed, gap=0, size=110)
+        small = _line(rest, seed=seed + 1, size=48)
+        page = Image.new("L", (big.width + small.width + 20, big.height + 20), 255)
+        page.paste(big, (10, 10))
+        page.paste(small, (10 + big.width, 10 + big.height - small.height))
+        lay = segment.layout(_gray(page))
+        assert lay is not None
+        # The small digits' height, not the large one's or a mean of both.
+        _, top, _, bottom = Image.eval(small, lambda v: 255 - v).getbbox()
+        small_height = (bottom - top) * _gray(page).shape[0] / page.height
+        assert lay.digit_height == pytest.approx(small_height, rel=0.2)
+        reading = _read(page, shipped_model)
+        assert reading.digits == 1 + len(rest)
+        assert reading.number[1:] == rest
+
+
 def test_a_guide_line_is_not_ink_of_the_digits(shipped_model):
     """Underlining a line of separate digits changes nothing."""
     for k, text in enumerate(["3061", "58", "72194"]):
