@@ -61,8 +61,8 @@ MIN_DIGIT_HEIGHT = 6
 DUST_FRACTION = 0.03
 #: A piece shorter than this fraction of the digit height is a mark (a dot, a dash, a bar).
 MARK_HEIGHT = 0.5
-#: The digit height is the median height of the large pieces at least this share of the
-#: highest one high.
+#: Beside a single piece far higher than the others, pieces at least this share of its
+#: height also set the digit height (:func:`_groups`: a flourished first digit).
 TALL_SHARE = 0.25
 #: The ground under a line is estimated on a copy at most this many pixels on its longest side.
 LINE_WORK = 128
@@ -366,13 +366,23 @@ def _groups(mask: np.ndarray) -> tuple[list[_Group], list[_Group], np.ndarray, f
     flat = keep & (width >= 4 * np.maximum(height, 1)) & (width >= LINE_LENGTH * w)
     for i in np.flatnonzero(flat).tolist():
         keep[i] = _has_loop(table, labels, i)
-    # Large pieces: a fifth of the second largest at least (a flourished first digit, one
-    # piece as large as the rest together, does not make them small).
     sizes = np.sort(table.size[keep])
     if not sizes.size:
         return [], [], labels, 0.0
-    tall = keep & (table.size >= 0.2 * (sizes[-2] if len(sizes) > 1 else sizes[-1]))
-    digit_height = float(np.median(height[tall & (height >= TALL_SHARE * height[tall].max())]))
+    # The digit height: the median height of the large pieces (a fifth of the largest)
+    # at least half as high as the highest.
+    tall = keep & (table.size >= 0.2 * sizes[-1])
+    high = tall & (height >= 0.5 * height[tall].max())
+    if high.sum() == 1 and len(sizes) > 2:
+        # One piece far higher than the rest: a flourished first digit beside smaller
+        # ones, or a lone digit (or touching chain) beside marks. The pieces a fifth the
+        # size of the second largest and at least TALL_SHARE of its height count when
+        # there are at least two of them besides it (a comma beside a lone digit is one).
+        tall = keep & (table.size >= 0.2 * sizes[-2])
+        rest = tall & ~high & (height >= TALL_SHARE * height[high].max())
+        if rest.sum() >= 2:
+            high |= rest
+    digit_height = float(np.median(height[high]))
     if digit_height < MIN_DIGIT_HEIGHT:  # specks, a hairline: no digit
         return [], [], labels, 0.0
     base = float(np.median(table.bottom[tall & (height >= MARK_HEIGHT * digit_height)]))

@@ -29,7 +29,7 @@ REDUCE_COVER = 0.25
 
 #: A narrow glyph is widened to at most this many times its own width-to-height ratio.
 MAX_WIDEN = 1.5
-#: Glyphs resampled together at least (:func:`normalise_bitmap`).
+#: At least this many glyphs are resampled together (:func:`normalise_bitmap`).
 SIZE_BUCKET = 24
 #: NIST's stroke-width bands of on-pixel counts (of 1024): above ERODE_TWICE_ABOVE erode
 #: twice, above KEEP_ABOVE once; KEEP_FROM..KEEP_ABOVE as is (98.6% of Digits); below
