@@ -156,10 +156,10 @@ def prepare(path: Path, tmp: Path, index: int) -> tuple[Path, bool]:
                 return path, False
             img = ImageOps.exif_transpose(src)
             img = flattened(img) if transparent else img.convert("L")
-    except (OSError, UnidentifiedImageError, ValueError):
-        return path, False
-    out = tmp / f"{index:06d}.png"
-    img.save(out)
+        out = tmp / f"{index:06d}.png"
+        img.save(out)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return path, False  # Tesseract is given the file as it is (and reports its error)
     return out, True
 
 

@@ -361,7 +361,7 @@ def test_pieces_are_read_in_pen_variants():
     assert (lay.variants != lay.features).any()
     for k, (gi, a, b) in enumerate(lay.spans):
         if lay.found[k] and (a, b) != (0, lay.cuts[gi] - 1):
-            prior = segment._width_prior(float(lay.widths[k]), lay.digit_width)
+            prior = segment._width_prior(float(lay.widths[k]), lay.unit_width(gi))
             assert prior >= segment.MIN_WIDTH_PRIOR
     stack = np.zeros((1, 9, 9), dtype=bool)
     stack[0, 2:7, 2:7] = True

@@ -228,7 +228,12 @@ def test_fit_model_adds_the_kernel_member_only_when_weighted(digits):
 
 @pytest.mark.slow
 def test_default_recipe_reproduces_the_shipped_model(shipped_model, digits):
-    """`digitcli train` with default options makes exactly the shipped model."""
+    """`digitcli train` with default options makes the shipped model.
+
+    Exactly on the machine that trained it; elsewhere the BLAS may differ in the last bits
+    (a rebuild of the same data on another machine: 1.5e-9 apart, while one changed
+    training piece in 5,685 moves probabilities by 0.1).
+    """
     X, y = digits
     recipe = training.Recipe()
     assert shipped_model.metadata["recipe"] == {
@@ -239,7 +244,9 @@ def test_default_recipe_reproduces_the_shipped_model(shipped_model, digits):
     train_idx, test_idx = training.split_indices(y)
     np.testing.assert_array_equal(shipped_model.test_index, test_idx)
     rebuilt = training.fit_model(X[train_idx], y[train_idx], recipe, seed=0, n_jobs=-1)
-    np.testing.assert_array_equal(rebuilt.predict_proba(X), shipped_model.predict_proba(X))
+    np.testing.assert_allclose(
+        rebuilt.predict_proba(X), shipped_model.predict_proba(X), rtol=0, atol=1e-6
+    )
     accuracy = (rebuilt.predict(X[test_idx])[0] == y[test_idx]).mean()
     assert accuracy >= 0.985  # the foundation issue's bar
 
