@@ -546,6 +546,24 @@ def test_steps_on_a_stack_equal_each_image_alone(digits):
     np.testing.assert_array_equal(_counts(slanted)[3], _counts(slanted[3]))
 
 
+@pytest.mark.parametrize("n", [nist.SIZE_BUCKET * 2 - 1, nist.SIZE_BUCKET * 2, 71])
+def test_a_large_stack_resampled_in_width_groups_equals_each_glyph_alone(n):
+    """Stacks of 2 * SIZE_BUCKET glyphs or more go in groups of like widths: same bitmaps."""
+    rng = np.random.default_rng(n)
+    ink = np.zeros((n, 48, 90), dtype=np.float32)
+    for i in range(n):  # strokes of every width and height, in every place
+        top, left = rng.integers(0, 20), rng.integers(0, 40)
+        height, width = rng.integers(4, 28), rng.integers(1, 50)
+        ink[i, top : top + height, left : left + width] = rng.uniform(0.4, 1.0)
+        ink[i, top + height // 2, left : left + 2 * width] = 0.8
+    mask = ink > 0.3
+    thresholds = rng.uniform(0.3, 0.6, n)
+    together = nist.normalise_bitmap(ink, mask, thresholds)
+    for i in range(n):
+        alone = nist.normalise_bitmap(ink[i : i + 1], mask[i : i + 1], thresholds[i])[0]
+        np.testing.assert_array_equal(together[i], alone)
+
+
 def _flood_fill_areas(mask):
     """Reference: 8-connected component areas by breadth-first search."""
     seen = np.zeros_like(mask)
