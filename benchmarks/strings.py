@@ -28,16 +28,7 @@ from pathlib import Path
 
 from make_strings import write_set
 
-
-def levenshtein(a: str, b: str) -> int:
-    """Edits (insert, delete, substitute one character) that turn `a` into `b`."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+from digitcli.number_eval import number_metrics
 
 
 def run_read(folder: Path, out: Path, kept: bool) -> None:
@@ -78,14 +69,13 @@ def gap_bin(gap: float) -> str:
 def report(rows: list[dict], got: dict[str, str]) -> None:
     n = len(rows)
     exact = [got.get(r["file"], "") == r["number"] for r in rows]
-    dist = sum(levenshtein(got.get(r["file"], ""), r["number"]) for r in rows)
-    chars = sum(len(r["number"]) for r in rows)
-    length_ok = sum(len(got.get(r["file"], "")) == len(r["number"]) for r in rows)
+    # The figures of `digitcli eval --numbers`.
+    scores = number_metrics([r["number"] for r in rows], [got.get(r["file"], "") for r in rows])
     missing = sum(r["file"] not in got for r in rows)
     print(f"images       {n}  (missing from the output: {missing})")
-    print(f"exact        {sum(exact) / n:.3f}")
-    print(f"CER          {dist / chars:.3f}")
-    print(f"length       {length_ok / n:.3f}")
+    print(f"exact        {scores['exact']:.3f}")
+    print(f"CER          {scores['cer']:.3f}")
+    print(f"length       {scores['length_accuracy']:.3f}")
     groups = {
         "touching": lambda r: "yes" if r["touching"] else "no",
         "separators": lambda r: "yes" if int(r["separators"]) else "no",

@@ -16,12 +16,12 @@ with an EXIF rotation or mirroring, or with transparency, is first written as a 
 digitcli's decoder does) in a temporary folder (counted as ``prepared``; --raw turns it off).
 
 numbers
-    LABELS.csv has the columns ``file,number`` (files relative to the CSV's folder, numbers
-    read as text: leading zeros kept, anything but digits dropped), as
-    ``make_strings.py`` writes it. It prints the images, the exact-number accuracy, the
-    character error rate (Levenshtein distance summed over the images, over the summed
-    length of the true numbers), the share read with the right number of digits, the share
-    with no digit at all, and the images per second.
+    LABELS.csv has the columns ``file,number`` (files relative to the CSV's folder), as
+    ``make_strings.py`` writes it; it is read, and the figures are scored, as
+    ``digitcli eval --numbers`` does (``digitcli.number_eval``). It prints the images, the
+    exact-number accuracy, the character error rate (edit distance summed over the images,
+    over the summed length of the true numbers), the share read with the right number of
+    digits, the share with no digit at all, and the images per second.
 digits
     Each FOLDER holds sub-folders ``0`` .. ``9`` of images of that digit. Per folder it
     prints the images, the accuracy (the first digit Tesseract prints is the label; no
@@ -36,7 +36,6 @@ preparation above and process start-up included (Tesseract has no batch mode her
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -51,6 +50,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from digitcli.errors import DataError
+from digitcli.number_eval import number_metrics, read_labels
 
 #: The binary; it is looked up on PATH.
 TESSERACT = "tesseract"
@@ -108,17 +110,6 @@ def tesseract_version() -> str:
     )
     lines = (proc.stdout or proc.stderr).strip().splitlines()
     return lines[0] if lines else "tesseract (unknown version)"
-
-
-def levenshtein(a: str, b: str) -> int:
-    """Edits (insert, delete, substitute one character) that turn `a` into `b`."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def only_digits(text: str) -> str:
@@ -202,20 +193,6 @@ def read_all(
     return readings, seconds
 
 
-def load_labels(csv_path: Path) -> tuple[list[Path], list[str]]:
-    """Image paths (resolved against the CSV's folder) and true numbers of a labels CSV."""
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"file", "number"} - set(reader.fieldnames or [])
-        if missing:
-            sys.exit(f"{csv_path}: no column(s) {', '.join(sorted(missing))} (need file,number)")
-        rows = list(reader)
-    if not rows:
-        sys.exit(f"{csv_path}: no rows")
-    paths = [csv_path.parent / row["file"] for row in rows]
-    return paths, [only_digits(row["number"]) for row in rows]
-
-
 def digit_files(folder: Path, limit: int | None) -> tuple[list[Path], list[int]]:
     """Image files of a ``folder/<digit>/`` set, sorted by name, at most `limit` a digit."""
     paths: list[Path] = []
@@ -239,17 +216,21 @@ def digit_files(folder: Path, limit: int | None) -> tuple[list[Path], list[int]]
 
 def numbers_result(labels_csv: Path, psm: int, workers: int, raw: bool) -> dict:
     """The figures of numbers mode on one labels CSV."""
-    paths, truth = load_labels(labels_csv)
-    readings, seconds = read_all(paths, psm, workers, raw)
+    try:  # read as `digitcli eval --numbers` reads it
+        labelled = read_labels(labels_csv)
+    except DataError as exc:
+        sys.exit(str(exc))
+    truth = [item.number for item in labelled]
+    readings, seconds = read_all([Path(item.path) for item in labelled], psm, workers, raw)
     got = [r.digits for r in readings]
     n = len(truth)
+    scores = number_metrics(truth, got)  # the figures of `digitcli eval --numbers`
     return {
         "labels": str(labels_csv),
         "images": n,
-        "exact": sum(g == t for g, t in zip(got, truth, strict=True)) / n,
-        "cer": sum(levenshtein(g, t) for g, t in zip(got, truth, strict=True))
-        / max(1, sum(len(t) for t in truth)),
-        "right_length": sum(len(g) == len(t) for g, t in zip(got, truth, strict=True)) / n,
+        "exact": scores["exact"],
+        "cer": scores["cer"],
+        "right_length": scores["length_accuracy"],
         "no_output": sum(not g for g in got) / n,
         "errors": sum(bool(r.error) for r in readings),
         "prepared": sum(r.prepared for r in readings),
