@@ -726,11 +726,11 @@ def layout(
     units = groups + [_joined(groups[j], groups[j + 1]) for j in joins]
     unit_groups = [(gi, gi) for gi in range(len(groups))] + [(j, j + 1) for j in joins]
     scales = [_size_scale(g, digit_height) for g in units]
+    unit_widths = [digit_width * scale for scale in scales]  # as Layout.unit_width
     for gi, g in enumerate(units):
         inner = []
-        if gi < len(groups) and g.width > SPLIT_WIDTH * digit_width * scales[gi]:
-            # A long chain: more cuts.
-            most = MAX_CUTS + 2 * round(g.width / (digit_width * scales[gi]))
+        if gi < len(groups) and g.width > SPLIT_WIDTH * unit_widths[gi]:
+            most = MAX_CUTS + 2 * round(g.width / unit_widths[gi])  # a long chain: more cuts
             gmask = pixel_groups[:, g.left : g.right] == gi
             inner = _seams(gmask, digit_height, most)
             inner += _valley_cuts(gmask, digit_height, [float(p.mean()) for p in inner])
@@ -789,7 +789,7 @@ def layout(
         )
         priors = np.array(
             [
-                _width_prior(w, digit_width * scales[spans[k][0]]) if w else -math.inf
+                _width_prior(w, unit_widths[spans[k][0]]) if w else -math.inf
                 for k, w in zip(part.tolist(), widths[part].tolist(), strict=True)
             ]
         )
