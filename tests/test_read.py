@@ -7,6 +7,7 @@ written in one hand (synth.number_image).
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 
@@ -251,6 +252,71 @@ def test_a_dash_touching_the_last_digit_is_no_digit(shipped_model):
     assert bottom_right >= 12  # of 16 (13 today)
 
 
+def _stroke_stack(points: list[tuple[float, float]], *, width: int = 3) -> np.ndarray:
+    """A one-piece stack ``(1, 40, 24)``: a polyline `width` pixels wide."""
+    img = Image.new("L", (24, 40), 0)
+    ImageDraw.Draw(img).line(points, fill=255, width=width, joint="curve")
+    return (np.asarray(img) > 127)[None]
+
+
+def test_straight_strokes_are_told_from_bent_ones():
+    """An upright or slanting line down the digit height is straight; arcs, flags are not."""
+    height = 36.0
+    arc = [(6 + 10 * np.sin(np.pi * t), 2 + 36 * t) for t in np.linspace(0, 1, 20)]
+    flag = [(2, 12), (14, 2), (14, 38)]
+    cases = {
+        "upright": ([(12, 2), (12, 38)], True),
+        "slanting": ([(6, 2), (16, 38)], True),
+        "arc": (arc, False),
+        "flag": (flag, False),
+        "short": ([(12, 10), (12, 30)], False),  # a mark, not a whole 1
+    }
+    for name, (points, straight) in cases.items():
+        assert segment._straight(_stroke_stack(points), height)[0] == straight, name
+    assert not segment._straight(_stroke_stack([(12, 2), (12, 38)], width=8), height)[0]
+
+
+def _one_before(img: Image.Image, *, pen: int) -> Image.Image:
+    """`img` with a straight 1 down its ink's height, touching its left side."""
+    ink = np.asarray(img) < 128
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    page = Image.new("L", (img.width + 20, img.height), 255)
+    page.paste(img, (20, 0))
+    x = 20 + cols[0] - 1 - pen // 2  # its right edge next to the digit's left side
+    ImageDraw.Draw(page).line((x, rows[0], x, rows[-1]), fill=30, width=pen)
+    return page
+
+
+def _beside(a: Image.Image, b: Image.Image) -> Image.Image:
+    page = Image.new("L", (a.width + b.width, max(a.height, b.height)), 255)
+    page.paste(a, (0, page.height - a.height))
+    page.paste(b, (a.width, page.height - b.height))
+    return page
+
+
+def test_a_straight_one_touching_the_next_digit_is_read(shipped_model, monkeypatch):
+    """A 1 touching the digit after it is cut out and read, more often than by width alone.
+
+    Narrower than the line's digits, a 1 pays a low width prior; a straight stroke down
+    the line read as a 1 pays at most :data:`segment.STRAIGHT_ONE_PRIOR`. Without that
+    rule none of these reads right; it is never a reason to read a 1 that is not there.
+    """
+    pairs = [("4", "0"), ("7", "6"), ("2", "8"), ("5", "3"), ("9", "0"), ("3", "5")]
+    lines, plain = [], []
+    for first, second in pairs:
+        for seed in range(4):
+            before = _line(first, seed=seed + 7, gap=4)
+            after = _line(second, seed=seed, gap=4)
+            plain.append((_beside(before, after), first + second))
+            for pen in (3, 4):
+                lines.append((_beside(before, _one_before(after, pen=pen)), first + "1" + second))
+    right = sum(_read(img, shipped_model).number == text for img, text in lines)
+    assert right >= 12  # of 48 (15 today)
+    assert all(_read(img, shipped_model).number == text for img, text in plain[:12])
+    monkeypatch.setattr(segment, "STRAIGHT_ONE_PRIOR", -math.inf)
+    assert sum(_read(img, shipped_model).number == text for img, text in lines) < right
+
+
 def _open_four(height: int, *, gap: float) -> Image.Image:
     """A 4 written in two strokes that do not meet: the bent stroke, then the upright."""
     w = int(0.7 * height)
@@ -391,13 +457,17 @@ def test_small_zeros_are_digits_and_dashes_marks():
 
 
 def test_pieces_are_read_in_pen_variants():
-    """Every piece read has its thinner and thicker variants; slivers are not read."""
+    """Every piece read has its thinner and thicker variants; slivers are not read.
+
+    (A straight stroke down the line is read however narrow: a 1, see
+    :func:`test_straight_strokes_are_told_from_bent_ones`.)
+    """
     img = number_image("30040", seed=3, touching=(1, 2), gap=(0.0, 0.1))
     lay = segment.layout(_gray(img))
     assert lay.variants.shape == (segment.PEN_VARIANTS, *lay.features.shape)
     assert (lay.variants != lay.features).any()
     for k, (gi, a, b) in enumerate(lay.spans):
-        if lay.found[k] and (a, b) != (0, lay.cuts[gi] - 1):
+        if lay.found[k] and (a, b) != (0, lay.cuts[gi] - 1) and not lay.straight[k]:
             prior = segment._width_prior(float(lay.widths[k]), lay.unit_width(gi))
             assert prior >= segment.MIN_WIDTH_PRIOR
     stack = np.zeros((1, 9, 9), dtype=bool)
