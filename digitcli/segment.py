@@ -449,52 +449,73 @@ def _has_loop(table: PieceTable, labels: np.ndarray, i: int) -> bool:
     return bool((enclosed & (holes.size >= (HOLE_SIZE * (bottom - top)) ** 2)).any())
 
 
-def _flat_pieces(stack: np.ndarray, units: list[_Group], digit_height: float) -> np.ndarray:
-    """Which pieces of a stack are flat: no digit, whatever the model reads them as.
+def _flat_pieces(
+    stack: np.ndarray, among: np.ndarray, units: list[_Group], digit_height: float
+) -> np.ndarray:
+    """Which pieces of a stack (of those `among`) are flat: no digit, whatever they read as.
 
     A piece cut out of a unit at least :data:`MARK_HEIGHT` of the digit height high, whose
     ink is lower than that and holds no loop (:data:`HOLE_SIZE`: a small 0 does), is a
     mark: the end of a dash or an underline touching a digit, or a flourish. `units` are
     the pieces' units, in the order of `stack`.
     """
-    rows_on = stack.any(axis=2)
-    inked = rows_on.any(axis=1)
-    heights = np.where(
-        inked, rows_on.shape[1] - rows_on[:, ::-1].argmax(axis=1) - rows_on.argmax(axis=1), 0
-    )
     low = MARK_HEIGHT * digit_height
-    tall = np.array([u.height >= low for u in units], dtype=bool)
-    flat = inked & tall & (heights < low)
-    for j in np.flatnonzero(flat).tolist():
-        flat[j] = not _mask_loop(stack[j])
-    return flat
+    out = among & np.array([u.height >= low for u in units], dtype=bool)
+    index = np.flatnonzero(out)
+    rows_on = stack[index].any(axis=2)
+    heights = rows_on.shape[1] - rows_on[:, ::-1].argmax(axis=1) - rows_on.argmax(axis=1)
+    out[index] = rows_on.any(axis=1) & (heights < low)
+    for j in np.flatnonzero(out).tolist():
+        out[j] = not _mask_loop(stack[j])
+    return out
 
 
-def _straight(stack: np.ndarray, digit_height: float) -> np.ndarray:
-    """Which pieces of a stack are one straight stroke down the line (a 1).
+def _two_runs(mask: np.ndarray, axis: int) -> bool:
+    """Whether some line of `mask` along `axis` crosses ink twice (a loop needs it both ways)."""
+    m = mask if axis == 1 else mask.T
+    starts = m[:, 1:] & ~m[:, :-1]
+    return bool((starts.sum(axis=1) + m[:, 0] >= 2).any())
+
+
+def _straight(stack: np.ndarray, among: np.ndarray, digit_height: float) -> np.ndarray:
+    """Which pieces of a stack (of those `among`) are one straight stroke down the line: 1s.
 
     Ink in at least :data:`STRAIGHT_HEIGHT` of the digit height's rows, at most
     :data:`STRAIGHT_WIDTH` of it in any row, and each row's middle within
-    :data:`STRAIGHT_BEND` of it from the straight line fitted through them. A sliver cut
-    off a round digit bends; a 1 with a flag or a foot is wider at its ends.
+    :data:`STRAIGHT_BEND` of it from the straight line fitted through them (least squares).
+    A sliver cut off a round digit bends; a 1 with a flag or a foot is wider at its ends.
     """
-    n, _, w = stack.shape
-    out = np.zeros(n, dtype=bool)
-    counts = stack.sum(axis=2)
+    out = np.zeros(len(stack), dtype=bool)
+    index = np.flatnonzero(among)
+    pieces = stack[index]
+    counts = pieces.sum(axis=2)
     rows_on = counts > 0
     tall = rows_on.sum(axis=1) >= STRAIGHT_HEIGHT * digit_height
-    thin = counts.max(axis=1) <= STRAIGHT_WIDTH * digit_height
-    for j in np.flatnonzero(tall & thin).tolist():
-        ys = np.flatnonzero(rows_on[j])
-        middles = (stack[j][ys] * np.arange(w)).sum(axis=1) / counts[j][ys]
-        line = np.polynomial.polynomial.polyfit(ys, middles, 1)
-        bend = np.abs(middles - np.polynomial.polynomial.polyval(ys, line)).max()
-        out[j] = bend <= STRAIGHT_BEND * digit_height
+    thin = counts.max(axis=1, initial=0) <= STRAIGHT_WIDTH * digit_height
+    index, pieces, counts, on = (
+        index[tall & thin],
+        pieces[tall & thin],
+        counts[tall & thin],
+        rows_on[tall & thin],
+    )
+    if not len(index):
+        return out
+    middles = (pieces @ np.arange(pieces.shape[2], dtype=np.float64)) / np.maximum(counts, 1)
+    y = np.arange(pieces.shape[1], dtype=np.float64)
+    w = on.astype(np.float64)
+    n, sy, syy = w.sum(axis=1), w @ y, w @ (y * y)
+    sm, sym = (w * middles).sum(axis=1), (w * middles) @ y
+    slope = (n * sym - sy * sm) / (n * syy - sy * sy)
+    intercept = (sm - slope * sy) / n
+    bend = np.where(on, np.abs(middles - intercept[:, None] - slope[:, None] * y), 0.0)
+    out[index] = bend.max(axis=1) <= STRAIGHT_BEND * digit_height
     return out
 
 
 def _mask_loop(mask: np.ndarray) -> bool:
     """Whether the ink of `mask` encloses a loop of ground (see :data:`HOLE_SIZE`)."""
+    if not (_two_runs(mask, 0) and _two_runs(mask, 1)):
+        return False
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -876,13 +897,9 @@ def layout(
         )
         whole = np.array([spans[k][1:] == (0, last[k]) for k in part.tolist()])
         right_end = np.array([spans[k][2] == last[k] for k in part.tolist()])
-        tail = (
-            inked
-            & ~whole
-            & right_end
-            & _flat_pieces(stack, [units[spans[k][0]] for k in part.tolist()], digit_height)
-        )
-        st = _straight(stack, digit_height) & inked & ~whole
+        part_units = [units[spans[k][0]] for k in part.tolist()]
+        tail = _flat_pieces(stack, inked & ~whole & right_end, part_units, digit_height)
+        st = _straight(stack, inked & ~whole & (priors < STRAIGHT_ONE_PRIOR), digit_height)
         straight[part] = st
         found[part] = inked & (whole | (priors >= MIN_WIDTH_PRIOR) | st)
         tails[part] = tail
@@ -890,7 +907,7 @@ def layout(
         stacks.append((part, stack, within, inks, at))
     if not every_span:
         on_whole = _on_whole_cuts(spans, found | tails, [len(paths) for paths in cuts_of])
-        found &= on_whole
+        found &= on_whole & ~tails  # a tail's reading is never used
         tails &= on_whole
     vary &= found & ~tails
     rows = np.zeros((1 + PEN_VARIANTS, n, 32), dtype=np.uint64)

@@ -272,8 +272,12 @@ def test_straight_strokes_are_told_from_bent_ones():
         "short": ([(12, 10), (12, 30)], False),  # a mark, not a whole 1
     }
     for name, (points, straight) in cases.items():
-        assert segment._straight(_stroke_stack(points), height)[0] == straight, name
-    assert not segment._straight(_stroke_stack([(12, 2), (12, 38)], width=8), height)[0]
+        assert (
+            segment._straight(_stroke_stack(points), np.ones(1, dtype=bool), height)[0] == straight
+        ), name
+    assert not segment._straight(
+        _stroke_stack([(12, 2), (12, 38)], width=8), np.ones(1, dtype=bool), height
+    )[0]
 
 
 def _one_before(img: Image.Image, *, pen: int) -> Image.Image:
