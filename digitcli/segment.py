@@ -443,21 +443,42 @@ def _has_loop(table: PieceTable, labels: np.ndarray, i: int) -> bool:
     """Whether piece `i` of a line encloses a loop of ground (see :data:`HOLE_SIZE`)."""
     top, bottom = int(table.top[i]), int(table.bottom[i])
     left, right = int(table.left[i]), int(table.right[i])
-    ground = labels[top:bottom, left:right] != i
+    return _encloses(labels[top:bottom, left:right] != i)
+
+
+def _mask_loop(mask: np.ndarray) -> bool:
+    """Whether the ink of `mask` encloses a loop of ground (see :data:`HOLE_SIZE`)."""
+    if not (_two_runs(mask, 0) and _two_runs(mask, 1)):
+        return False
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return _encloses(~mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+
+
+def _encloses(ground: np.ndarray) -> bool:
+    """Whether the `ground` of an ink's box has a hole of :data:`HOLE_SIZE` of its height."""
     holes = piece_table(ground[None])
     enclosed = holes.sides.sum(axis=1) == 0
-    return bool((enclosed & (holes.size >= (HOLE_SIZE * (bottom - top)) ** 2)).any())
+    return bool((enclosed & (holes.size >= (HOLE_SIZE * ground.shape[0]) ** 2)).any())
+
+
+def _two_runs(mask: np.ndarray, axis: int) -> bool:
+    """Whether some line of `mask` along `axis` crosses ink twice (a loop needs it both ways)."""
+    m = mask if axis == 1 else mask.T
+    starts = m[:, 1:] & ~m[:, :-1]
+    return bool((starts.sum(axis=1) + m[:, 0] >= 2).any())
 
 
 def _flat_pieces(
     stack: np.ndarray, among: np.ndarray, units: list[_Group], digit_height: float
 ) -> np.ndarray:
-    """Which pieces of a stack (of those `among`) are flat: no digit, whatever they read as.
+    """Which pieces of a stack are flat: no digit, whatever they read as.
 
     A piece cut out of a unit at least :data:`MARK_HEIGHT` of the digit height high, whose
     ink is lower than that and holds no loop (:data:`HOLE_SIZE`: a small 0 does), is a
-    mark: the end of a dash or an underline touching a digit, or a flourish. `units` are
-    the pieces' units, in the order of `stack`.
+    mark: the end of a dash or an underline touching a digit, or a flourish. Only the
+    pieces `among` (bool, one per piece) are looked at, the others are not flat; `units`
+    are the pieces' units, in the order of `stack`.
     """
     low = MARK_HEIGHT * digit_height
     out = among & np.array([u.height >= low for u in units], dtype=bool)
@@ -470,20 +491,14 @@ def _flat_pieces(
     return out
 
 
-def _two_runs(mask: np.ndarray, axis: int) -> bool:
-    """Whether some line of `mask` along `axis` crosses ink twice (a loop needs it both ways)."""
-    m = mask if axis == 1 else mask.T
-    starts = m[:, 1:] & ~m[:, :-1]
-    return bool((starts.sum(axis=1) + m[:, 0] >= 2).any())
-
-
 def _straight(stack: np.ndarray, among: np.ndarray, digit_height: float) -> np.ndarray:
-    """Which pieces of a stack (of those `among`) are one straight stroke down the line: 1s.
+    """Which pieces of a stack are one straight stroke down the line: 1s.
 
     Ink in at least :data:`STRAIGHT_HEIGHT` of the digit height's rows, at most
-    :data:`STRAIGHT_WIDTH` of it in any row, and each row's middle within
+    :data:`STRAIGHT_WIDTH` of it (in pixels of ink) in any row, and each row's middle within
     :data:`STRAIGHT_BEND` of it from the straight line fitted through them (least squares).
     A sliver cut off a round digit bends; a 1 with a flag or a foot is wider at its ends.
+    Only the pieces `among` (bool, one per piece) are looked at, the others are not straight.
     """
     out = np.zeros(len(stack), dtype=bool)
     index = np.flatnonzero(among)
@@ -510,18 +525,6 @@ def _straight(stack: np.ndarray, among: np.ndarray, digit_height: float) -> np.n
     bend = np.where(on, np.abs(middles - intercept[:, None] - slope[:, None] * y), 0.0)
     out[index] = bend.max(axis=1) <= STRAIGHT_BEND * digit_height
     return out
-
-
-def _mask_loop(mask: np.ndarray) -> bool:
-    """Whether the ink of `mask` encloses a loop of ground (see :data:`HOLE_SIZE`)."""
-    if not (_two_runs(mask, 0) and _two_runs(mask, 1)):
-        return False
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    holes = piece_table(~box[None])
-    enclosed = holes.sides.sum(axis=1) == 0
-    return bool((enclosed & (holes.size >= (HOLE_SIZE * box.shape[0]) ** 2)).any())
 
 
 def _overlap(a: _Group, b: _Group) -> int:
@@ -695,16 +698,18 @@ class Layout:
     ``(group, first cut, last cut)``, indices of its cuts. ``features`` (uint8, Digits
     format), ``widths`` (of the piece's ink) and ``boxes`` (image pixels, ``top, bottom,
     left, right``) are per span; ``features`` has a row only for the spans read
-    (``found``: they hold ink, and are a whole group or as wide as a digit may be, see
-    :data:`MIN_WIDTH_PRIOR`). ``variants`` ``(PEN_VARIANTS, rows, 64)`` are the same
-    pieces' features with the pen thinner and thicker (:data:`PEN_VARIANTS`).
+    (``found``: they hold ink, and are a whole group, as wide as a digit may be (see
+    :data:`MIN_WIDTH_PRIOR`) or a straight stroke; tails only with ``every_span``).
+    ``variants`` ``(PEN_VARIANTS, rows, 64)`` are the same pieces' features with the pen
+    thinner and thicker (:data:`PEN_VARIANTS`).
     ``unit_scales[u]`` is how much larger than the line's digits unit ``u`` is
     (:data:`LARGE_DIGIT`; 1 for most): its pieces' widths are judged by
     :meth:`unit_width`. ``tails`` marks the spans that are flat pieces at a group's right
     end (:func:`_flat_pieces`, :data:`TAIL_SCORE`): no digit if chosen, whatever they
-    read as (they are read all the same: training takes pieces as laid out).
-    ``straight`` marks the cut pieces that are one straight stroke (:func:`_straight`):
-    read however narrow, and a 1 if the model reads one (:data:`STRAIGHT_ONE_PRIOR`).
+    read as (so they are not read, but with ``every_span``: training takes every piece
+    as laid out). ``straight`` marks the cut pieces narrower than a digit that are one
+    straight stroke (:func:`_straight`): read however narrow, and a 1 if the model reads
+    one (:data:`STRAIGHT_ONE_PRIOR`).
     """
 
     cuts: list[int]
@@ -717,10 +722,10 @@ class Layout:
     digit_height: float
     digit_width: float
     variants: np.ndarray
+    tails: np.ndarray
+    straight: np.ndarray
     joins: list[int] = field(default_factory=list)
     unit_scales: list[float] = field(default_factory=list)
-    tails: np.ndarray | None = None
-    straight: np.ndarray | None = None
 
     def unit_width(self, unit: int) -> float:
         """The digit width a unit's pieces are judged by (:data:`LARGE_DIGIT`)."""
@@ -899,7 +904,9 @@ def layout(
         right_end = np.array([spans[k][2] == last[k] for k in part.tolist()])
         part_units = [units[spans[k][0]] for k in part.tolist()]
         tail = _flat_pieces(stack, inked & ~whole & right_end, part_units, digit_height)
-        st = _straight(stack, inked & ~whole & (priors < STRAIGHT_ONE_PRIOR), digit_height)
+        part_widths = np.array([unit_widths[spans[k][0]] for k in part.tolist()])
+        narrower = (priors < STRAIGHT_ONE_PRIOR) & (widths[part] < part_widths)
+        st = _straight(stack, inked & ~whole & narrower, digit_height)
         straight[part] = st
         found[part] = inked & (whole | (priors >= MIN_WIDTH_PRIOR) | st)
         tails[part] = tail
@@ -1107,7 +1114,7 @@ def choose(
             continue
         i = int(index[k])
         prior = _width_prior(float(lay.widths[k]), lay.unit_width(span[0]))
-        if lay.straight is not None and lay.straight[k] and probs[i].argmax() == 1:
+        if lay.straight[k] and probs[i].argmax() == 1:
             prior = max(prior, STRAIGHT_ONE_PRIOR)
         s = (
             math.log(max(float(best[i]), 1e-9))
@@ -1116,13 +1123,12 @@ def choose(
             - weights.per_digit
         )
         score[span] = (s, k)
-    if lay.tails is not None:
-        for k in np.flatnonzero(lay.tails).tolist():
-            score[lay.spans[k]] = (TAIL_SCORE, k)
+    for k in np.flatnonzero(lay.tails).tolist():
+        score[lay.spans[k]] = (TAIL_SCORE, k)
     glyphs: list[Glyph] = []
     for gi, a, b in _best_line(lay.cuts, lay.joins, score):
         k = score[(gi, a, b)][1]
-        if lay.tails is not None and lay.tails[k]:
+        if lay.tails[k]:
             continue  # a tail: no digit
         i = int(index[k])
         p = probs[i]
