@@ -6,6 +6,7 @@ written in one hand (synth.number_image).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -324,6 +325,39 @@ def test_a_straight_one_touching_the_next_digit_is_read(shipped_model, monkeypat
     monkeypatch.setattr(segment, "STRAIGHT_ONE_PRIOR", -math.inf)
     assert sum(_read(img, shipped_model).number == text for img, text in lines) <= 2
     assert all(_read(img, shipped_model).number == text for img, text in plain)
+
+
+def test_loops_are_the_ground_inside_large_rings():
+    """A ring's inside is a loop; a ring too small for LOOP_SIZE, or an open arc, is none."""
+    height = 40.0
+    img = Image.new("L", (60, 44), 0)
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((2, 2, 40, 41), outline=255, width=3)  # a 0: inside 32 x 33
+    draw.ellipse((44, 30, 54, 40), outline=255, width=2)  # a small ring: inside 6 x 6
+    mask = np.asarray(img) > 127
+    loops = segment._loops(mask, height)
+    assert loops[21, 21] and not loops[35, 49]
+    assert not (loops & mask).any() and loops[:, 42:].sum() == 0
+    assert not segment._loops(mask[:22], height).any()  # the top half: an arc, no loop
+
+
+def test_cuts_through_loops_pay_their_cost(shipped_model, monkeypatch):
+    """A piece whose cut crosses a loop scores LOOP_CUT_COST less: at a huge cost, no chosen
+    piece is one (a group read whole is never one), and at 0 the reading is as without."""
+    layouts = [
+        segment.layout(_gray(number_image(text, seed=seed, touching=(1, 2))), every_span=False)
+        for seed, text in enumerate(["50000", "2808", "16090", "3300"])
+    ]
+    assert sum(int((lay.split_loop & lay.found).sum()) for lay in layouts) > 0
+    monkeypatch.setattr(segment, "LOOP_CUT_COST", 1e9)
+    for lay, reading in zip(layouts, segment.read_layouts(layouts, shipped_model), strict=True):
+        flagged = {lay.boxes[k] for k in np.flatnonzero(lay.split_loop & lay.found)}
+        assert reading.glyphs and not any(g.box in flagged for g in reading.glyphs)
+    monkeypatch.setattr(segment, "LOOP_CUT_COST", 0.0)
+    plain = [dataclasses.replace(lay, split_loop=np.zeros_like(lay.split_loop)) for lay in layouts]
+    assert [r.number for r in segment.read_layouts(layouts, shipped_model)] == [
+        r.number for r in segment.read_layouts(plain, shipped_model)
+    ]
 
 
 def _open_four(height: int, *, gap: float) -> Image.Image:
