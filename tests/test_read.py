@@ -239,7 +239,8 @@ def test_a_dash_touching_the_last_digit_is_no_digit(shipped_model, monkeypatch):
     The flat piece cut off the group's right end is a tail (:data:`segment.TAIL_SCORE`),
     not a 1 or a 7 of its own. Every dash across the digits' middle is passed over; a
     tail along the bottom may be read with a 0 or a 7 as a 2, but not as a digit of its own.
-    Without tails, none of the dashes across the middle reads right.
+    Without tails, few of the dashes across the middle read right (4 of 32 today, where
+    the dash's end is short enough to pay :data:`segment.SHORT_COST` as a digit).
     """
     bottom_right, dashed = 0, []
     for text in ("250", "3147", "68", "905"):
@@ -253,7 +254,7 @@ def test_a_dash_touching_the_last_digit_is_no_digit(shipped_model, monkeypatch):
     assert all(_read(img, shipped_model).number == text for img, text in dashed)
     assert bottom_right >= 12  # of 16 (13 today)
     monkeypatch.setattr(segment, "_flat_pieces", lambda stack, *_: np.zeros(len(stack), bool))
-    assert not any(_read(img, shipped_model).number == text for img, text in dashed)
+    assert sum(_read(img, shipped_model).number == text for img, text in dashed) <= 8
 
 
 def _stroke_stack(points: list[tuple[float, float]], *, width: int = 3) -> np.ndarray:
@@ -360,6 +361,35 @@ def test_cuts_through_loops_pay_their_cost(shipped_model, monkeypatch):
     ]
 
 
+def test_short_pieces_pay_their_cost(shipped_model, monkeypatch):
+    """Each piece's height is its ink's (as its box says); a piece lower than SHORT_HEIGHT
+    of the digit height scores SHORT_COST less, and at no cost the reading is as if none
+    were short."""
+    layouts = [
+        segment.layout(_gray(number_image(text, seed=seed, touching=(0, 1))), every_span=False)
+        for seed, text in enumerate(["5072", "2808", "16090", "3317"])
+    ]
+    for lay in layouts:
+        for k in np.flatnonzero(lay.found):
+            top, bottom, _, _ = lay.boxes[k]
+            assert lay.heights[k] == bottom - top
+    assert any(
+        (lay.heights[lay.found] < segment.SHORT_HEIGHT * lay.digit_height).any() for lay in layouts
+    )
+    monkeypatch.setattr(segment, "SHORT_COST", 1e9)  # a short piece only where it must be
+    for lay, reading in zip(layouts, segment.read_layouts(layouts, shipped_model), strict=True):
+        short = lay.found & (lay.heights < segment.SHORT_HEIGHT * lay.digit_height)
+        for g in reading.glyphs:
+            k = next(k for k in np.flatnonzero(lay.found) if lay.boxes[k] == g.box)
+            gi, a, b = lay.spans[k]
+            assert not short[k] or (a, b) == (0, lay.cuts[gi] - 1)
+    monkeypatch.setattr(segment, "SHORT_COST", 0.0)
+    tall = [dataclasses.replace(lay, heights=np.full_like(lay.heights, 10**6)) for lay in layouts]
+    assert [r.number for r in segment.read_layouts(layouts, shipped_model)] == [
+        r.number for r in segment.read_layouts(tall, shipped_model)
+    ]
+
+
 def _open_four(height: int, *, gap: float) -> Image.Image:
     """A 4 written in two strokes that do not meet: the bent stroke, then the upright."""
     w = int(0.7 * height)
@@ -386,10 +416,10 @@ def test_a_digit_in_two_strokes_side_by_side_is_joined(shipped_model, monkeypatc
             page.paste(four, (before.width, before.height - four.height))
             assert _read(page, shipped_model).number == text + "4"
     # Digits written apart read as they did without joins (seed 0's first digit has a
-    # flourish read as a digit of its own, with or without).
+    # flourish, short enough not to be read as a digit of its own: SHORT_COST).
     lines = [_line(text, seed=seed) for text in ("11", "711", "141") for seed in range(6)]
     joined = [_read(img, shipped_model).number for img in lines]
-    assert joined.count("11") == 5 and joined.count("711") == 5 and joined.count("141") == 5
+    assert joined.count("11") == 6 and joined.count("711") == 6 and joined.count("141") == 6
     monkeypatch.setattr(segment, "JOIN_WIDTH", 0.0)
     assert [_read(img, shipped_model).number for img in lines] == joined
 
