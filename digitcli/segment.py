@@ -860,6 +860,7 @@ def layout(
     cuts_of: list[list[np.ndarray]] = []
     lows, highs = [], []  # each cut's first and last column, per unit
     through_loop: list[list[bool]] = []  # whether each cut crosses a loop, per unit
+    line_loops = None  # the loops of the line's groups, found when first needed
     # Each pixel's group, -1 for none (a group holds only its own pieces).
     group_of = np.full(int(labels.max()) + 1, -1, dtype=np.int32)
     for gi, g in enumerate(groups):
@@ -880,7 +881,9 @@ def layout(
         inner.sort(key=lambda p: p.mean())
         through = [False] * (len(inner) + 2)  # cuts through a loop (sides never are)
         if inner:
-            loops = _loops(pixel_groups[:, g.left : g.right] == gi, digit_height)
+            if line_loops is None:
+                line_loops = _loops(pixel_groups >= 0, digit_height)
+            loops = line_loops[:, g.left : g.right]
             rows = np.arange(h)
             through[1:-1] = [bool(loops[rows, np.minimum(p, g.width - 1)].any()) for p in inner]
         through_loop.append(through)
