@@ -934,7 +934,6 @@ def layout(
         ink_of = pixel_groups.ravel()[pixel]
         mine = (ink_of >= first_group[:, None, None]) & (ink_of <= last_group[:, None, None])
         stack = within & mine
-        inks = sflat.ravel()[pixel]  # only read under the piece's mask
         stack = _largest_parts(stack)
         cols_on = stack.any(axis=1)
         inked = cols_on.any(axis=1)
@@ -958,7 +957,7 @@ def layout(
         found[part] = inked & (whole | (priors >= MIN_WIDTH_PRIOR) | st)
         tails[part] = tail
         vary[part] = priors >= VARY_WIDTH_PRIOR
-        stacks.append((part, stack, within, inks, at))
+        stacks.append((part, stack, within, pixel, at))
     if not every_span:
         on_whole = _on_whole_cuts(spans, found | tails, [len(paths) for paths in cuts_of])
         found &= on_whole & ~tails  # a tail's reading is never used
@@ -966,8 +965,11 @@ def layout(
     vary &= found & ~tails
     rows = np.zeros((1 + PEN_VARIANTS, n, 32), dtype=np.uint64)
     boxes: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)] * n
-    for part, stack, within, inks, offsets in stacks:
+    grey = sflat.ravel()
+    for part, stack, within, pixel, offsets in stacks:
         read = found[part]
+        # The grey levels of the pieces converted only (read under each piece's mask).
+        inks = (grey[pixel[read]], grey[pixel[vary[part]]])
         rows[:, part] = _convert(inks, stack, within, read, vary[part], threshold)
         part_boxes = _unsheared_boxes(stack, read, shifts, offsets, gray.shape[1])
         for k, (top, bottom, left, right) in zip(part.tolist(), part_boxes, strict=True):
@@ -1021,7 +1023,7 @@ def _on_whole_cuts(
 
 
 def _convert(
-    inks: np.ndarray,
+    inks: tuple[np.ndarray, np.ndarray],
     stack: np.ndarray,
     within: np.ndarray,
     read: np.ndarray,
@@ -1031,7 +1033,8 @@ def _convert(
     """NIST's steps for the pieces of a stack that are `read`, and their pen variants.
 
     The variants (:func:`_pen_variants`) are made of the pieces that `vary`; all are
-    converted together.
+    converted together. `inks` are the grey levels of the pieces read, then of those
+    that vary, under each piece's box in the stack.
 
     Returns
     -------
@@ -1041,7 +1044,7 @@ def _convert(
     """
     variants = _pen_variants(stack[vary], within[vary])
     converted, _ = nist_steps(
-        np.concatenate([inks[read]] + [inks[vary]] * PEN_VARIANTS),
+        np.concatenate([inks[0]] + [inks[1]] * PEN_VARIANTS),
         np.concatenate([stack[read], *variants]),
         threshold,
     )
