@@ -145,6 +145,7 @@ MIN_THINNED = 0.3
 #: 417 (the cost of 0.3 / 0.5 / 1.0 width-prior units with loops of 0.2-0.5 digit heights:
 #: cheques 169-172, 219-235 edits; synthetic seed 1 436-443).
 LOOP_SIZE = 0.4
+LOOP_CUT_COST = 0.24
 #: A piece whose ink is lower than SHORT_HEIGHT of the digit height (a mark is lower than
 #: MARK_HEIGHT) is seldom a whole digit: a flourish's end, part of a digit cut apart. It
 #: pays SHORT_COST. Tuned on the cheques and synthetic seed 1 (heights 0.6-0.8, costs
@@ -153,7 +154,6 @@ LOOP_SIZE = 0.4
 #: "40.000": cheques 160-165).
 SHORT_HEIGHT = 0.65
 SHORT_COST = 1.0
-LOOP_CUT_COST = 0.24
 #: A cut piece that is one straight stroke down the line (:func:`_straight`) and reads as a
 #: 1 is a 1, however narrow: its width's log prior is at least STRAIGHT_ONE_PRIOR (a 1 is
 #: much narrower than the line's other digits, and the prior alone made a 1 touching its
@@ -475,9 +475,17 @@ def _mask_loop(mask: np.ndarray) -> bool:
 
 def _encloses(ground: np.ndarray) -> bool:
     """Whether the `ground` of an ink's box has a hole of :data:`HOLE_SIZE` of its height."""
-    holes = piece_table(ground[None])
-    enclosed = holes.sides.sum(axis=1) == 0
-    return bool((enclosed & (holes.size >= (HOLE_SIZE * ground.shape[0]) ** 2)).any())
+    return bool(_holes(ground, HOLE_SIZE * ground.shape[0])[1].any())
+
+
+def _holes(ground: np.ndarray, side: float) -> tuple[PieceTable, np.ndarray]:
+    """The pieces of `ground` (bool ``(h, w)``), and which are holes at least `side` across.
+
+    A hole touches none of the mask's sides (ink encloses it) and its area is at least
+    ``side ** 2``.
+    """
+    pieces = piece_table(ground[None])
+    return pieces, (pieces.sides.sum(axis=1) == 0) & (pieces.size >= side**2)
 
 
 def _two_runs(mask: np.ndarray, axis: int) -> bool:
@@ -525,12 +533,8 @@ def _straight(stack: np.ndarray, among: np.ndarray, digit_height: float) -> np.n
     rows_on = counts > 0
     tall = rows_on.sum(axis=1) >= STRAIGHT_HEIGHT * digit_height
     thin = counts.max(axis=1, initial=0) <= STRAIGHT_WIDTH * digit_height
-    index, pieces, counts, on = (
-        index[tall & thin],
-        pieces[tall & thin],
-        counts[tall & thin],
-        rows_on[tall & thin],
-    )
+    keep = tall & thin
+    index, pieces, counts, on = index[keep], pieces[keep], counts[keep], rows_on[keep]
     if not len(index):
         return out
     middles = (pieces @ np.arange(pieces.shape[2], dtype=np.float64)) / np.maximum(counts, 1)
@@ -545,12 +549,14 @@ def _straight(stack: np.ndarray, among: np.ndarray, digit_height: float) -> np.n
     return out
 
 
-def _loops(gmask: np.ndarray, digit_height: float) -> np.ndarray:
-    """The ground a group's ink encloses in loops :data:`LOOP_SIZE` of the digit height across."""
-    ground = piece_table(~gmask[None])
-    big = (ground.sides.sum(axis=1) == 0) & (ground.size >= (LOOP_SIZE * digit_height) ** 2)
+def _loops(mask: np.ndarray, digit_height: float) -> np.ndarray:
+    """The ground the ink of `mask` encloses in loops :data:`LOOP_SIZE` of the digit height across.
+
+    :func:`layout` asks once per line, of all its groups' ink.
+    """
+    ground, big = _holes(~mask, LOOP_SIZE * digit_height)
     if not big.any():
-        return np.zeros(gmask.shape, dtype=bool)
+        return np.zeros(mask.shape, dtype=bool)
     labels = ground.labels()[0]
     return (labels >= 0) & big[np.maximum(labels, 0)]
 
