@@ -130,7 +130,12 @@ SEPARATORS = ".,'"
 #: the model's probabilities and strangeness are averaged. On a small image a piece's mask
 #: is only known to about a pixel (the ink threshold, blur, JPEG), and a pixel more or less
 #: of a low-resolution stroke changes its 8x8 counts much (a loop closes or opens); the
-#: average reads what the three agree on.
+#: average reads what the three agree on. On the dev cheques (exact / character error
+#: rate): the piece as cut alone 0.530 / 0.175, with both variants 0.573 / 0.161.
+#: Further variants beside these did not add to that: the pen two pixels thinner and
+#: thicker 0.570 / 0.164, 8-neighbour growth 0.550 / 0.173, the 32x32 bitmap shifted a
+#: column either way 0.563 / 0.165, or eroded or dilated after the stroke-width step
+#: 0.560 / 0.170.
 PEN_VARIANTS = 2
 #: A piece is thinned only if that leaves at least this share of its ink: eroding a thin
 #: pen's strokes takes their core, not only their edges (synthetic numbers, with pens down
