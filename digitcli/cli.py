@@ -643,7 +643,8 @@ def _evaluate_numbers(
         labelled, results = evaluate_numbers(labels, model, invert=invert, jobs=_cores(jobs))
     reads = [digits_read(r) for r in results]
     truths = [x.number for x in labelled]
-    metrics = number_metrics(truths, reads)
+    confidences = [None if r.reading is None else r.reading.confidence for r in results]
+    metrics = number_metrics(truths, reads, confidences=confidences)
     failed = sum(bool(r.error) for r in results)
     if errors_png:
         wrong = [

@@ -2,8 +2,9 @@
 
 ``digitcli eval --numbers LABELS.csv`` reads every image a ``file,number`` CSV names, and
 scores the numbers read against the labels: exact numbers, character error rate (edit
-distance over the label's length), length, a breakdown by length and by kind of error, and
-the confusion of the digits that line up. :func:`draw_reading` draws what was read (the
+distance over the label's length), length, a breakdown by length and by kind of error, the
+confusion of the digits that line up, and what ``--min-confidence`` levels would leave
+unflagged and how many of those numbers are right. :func:`draw_reading` draws what was read (the
 boxes of the cuts, numbered, and each digit): ``show --pieces`` and the error sheet use it.
 """
 
@@ -26,6 +27,9 @@ ERROR_KINDS = {
     "more": "more digits than written (a digit split, or an extra piece)",
     "misread": "as many digits as written, some misread",
 }
+
+#: The ``--min-confidence`` levels ``eval --numbers`` reports (:func:`confidence_table`).
+CONFIDENCE_LEVELS = (0.3, 0.5, 0.7, 0.8, 0.9)
 
 #: At most this many numbers on one page of the error sheet.
 SHEET_ROWS = 40
@@ -102,13 +106,21 @@ def alignment(truth: str, read: str) -> tuple[int, list[tuple[str, str]]]:
     return int(d[n, m]), pairs[::-1]
 
 
-def number_metrics(truths: Sequence[str], reads: Sequence[str]) -> dict[str, Any]:
+def number_metrics(
+    truths: Sequence[str],
+    reads: Sequence[str],
+    *,
+    confidences: Sequence[float | None] | None = None,
+) -> dict[str, Any]:
     """Score numbers read against their labels.
 
     Parameters
     ----------
     truths, reads : sequence of str
         The labels, and the digits read (``""`` for an image that failed).
+    confidences : sequence of float or None, optional
+        Each reading's confidence (``None`` for an image that failed); with them the
+        result has ``by_confidence`` (:func:`confidence_table`).
 
     Returns
     -------
@@ -144,6 +156,11 @@ def number_metrics(truths: Sequence[str], reads: Sequence[str]) -> dict[str, Any
             errors[kind] += 1
     n = len(truths)
     lined_up = int(confusion.sum())
+    extra = (
+        {}
+        if confidences is None
+        else {"by_confidence": confidence_table(truths, reads, confidences)}
+    )
     return {
         "n": n,
         "exact": exact / n if n else 0.0,
@@ -153,11 +170,48 @@ def number_metrics(truths: Sequence[str], reads: Sequence[str]) -> dict[str, Any
         "errors": errors,
         "digit_accuracy": float(np.trace(confusion)) / lined_up if lined_up else 0.0,
         "confusion": confusion.tolist(),
+        **extra,
     }
 
 
+def confidence_table(
+    truths: Sequence[str],
+    reads: Sequence[str],
+    confidences: Sequence[float | None],
+    levels: Sequence[float] = CONFIDENCE_LEVELS,
+) -> list[dict[str, Any]]:
+    """What each ``--min-confidence`` level would leave unflagged, and how much of it is right.
+
+    ``read --min-confidence P`` flags the numbers whose confidence is below P; the others
+    are the ones a script would take as they are. A failed image (confidence ``None``)
+    is never among them.
+
+    Returns
+    -------
+    list of dict
+        Per level: ``min_confidence``, ``kept`` (numbers at or above it), ``kept_share``
+        (of all) and ``exact`` (the share of those read exactly; ``None`` if none are kept).
+    """
+    table = []
+    for level in levels:
+        right = [
+            truth == read
+            for truth, read, c in zip(truths, reads, confidences, strict=True)
+            if c is not None and c >= level
+        ]
+        table.append(
+            {
+                "min_confidence": level,
+                "kept": len(right),
+                "kept_share": len(right) / len(truths) if truths else 0.0,
+                "exact": sum(right) / len(right) if right else None,
+            }
+        )
+    return table
+
+
 def render_number_metrics(metrics: dict[str, Any], source: str) -> list[Any]:
-    """Rich tables of :func:`number_metrics`: the summary, by length, the confusion."""
+    """Rich tables of :func:`number_metrics`: summary, by length, confusion, by confidence."""
     from rich.table import Table
 
     summary = Table(title=f"Numbers read: {source}", show_header=False)
@@ -179,7 +233,18 @@ def render_number_metrics(metrics: dict[str, Any], source: str) -> list[Any]:
         confusion.add_column(str(d), justify="right")
     for d, row in enumerate(metrics["confusion"]):
         confusion.add_row(str(d), *(str(v) if v else "." for v in row))
-    return [summary, lengths, confusion]
+    tables = [summary, lengths, confusion]
+    if "by_confidence" in metrics:
+        levels = Table(title="By --min-confidence (numbers not flagged)")
+        for column in ("min confidence", "kept", "share", "exact of kept"):
+            levels.add_column(column, justify="right")
+        for row in metrics["by_confidence"]:
+            exact = "-" if row["exact"] is None else f"{row['exact']:.4f}"
+            levels.add_row(
+                f"{row['min_confidence']:g}", str(row["kept"]), f"{row['kept_share']:.4f}", exact
+            )
+        tables.append(levels)
+    return tables
 
 
 def draw_reading(image: Any, glyphs: Iterable[Any], *, height: int | None = None) -> Any:
@@ -340,9 +405,11 @@ def digits_read(result: Any) -> str:
 
 
 __all__ = [
+    "CONFIDENCE_LEVELS",
     "ERROR_KINDS",
     "Labelled",
     "alignment",
+    "confidence_table",
     "digits_read",
     "draw_reading",
     "evaluate_numbers",

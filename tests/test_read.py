@@ -6,7 +6,9 @@ written in one hand (synth.number_image).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import math
 import struct
@@ -20,7 +22,7 @@ from digitcli import segment
 from digitcli.batch import SEVERAL_DIGITS
 from digitcli.cli import cli
 from digitcli.conversion.decode import scaled
-from digitcli.number_eval import alignment, number_metrics, read_labels
+from digitcli.number_eval import alignment, confidence_table, number_metrics, read_labels
 from digitcli.synth import number_image, number_sample, render_digit
 
 
@@ -623,6 +625,24 @@ def test_alignment_and_metrics():
     assert np.trace(np.array(m["confusion"])) == 8
 
 
+def test_confidence_table_is_what_min_confidence_would_leave_unflagged():
+    truths = ["12", "34", "56", "78"]
+    reads = ["12", "35", "56", ""]
+    table = confidence_table(truths, reads, [0.9, 0.6, 0.5, None], levels=(0.0, 0.5, 0.6, 0.95))
+    assert [row["kept"] for row in table] == [3, 3, 2, 0]  # a failed image is never kept
+    assert [row["exact"] for row in table] == [
+        pytest.approx(2 / 3),
+        pytest.approx(2 / 3),
+        0.5,
+        None,
+    ]
+    assert table[1]["kept_share"] == 0.75 and table[1]["min_confidence"] == 0.5
+    # The flag's own rule: a confidence equal to the level is not flagged.
+    assert confidence_table(["1"], ["1"], [0.5], levels=(0.5,))[0]["kept"] == 1
+    assert "by_confidence" not in number_metrics(truths, reads)
+    assert number_metrics(truths, reads, confidences=[0.9, 0.6, 0.5, None])["by_confidence"]
+
+
 def test_labels_csv_is_checked(tmp_path):
     good = tmp_path / "labels.csv"
     good.write_text("file,number\na.png,0123\n", encoding="utf-8")
@@ -772,12 +792,21 @@ def test_eval_numbers(runner, numbers, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["n"] == len(texts) and metrics["exact"] == 1.0 and metrics["cer"] == 0.0
+    # What each --min-confidence level leaves unflagged: read's own flags on the same files.
+    for row in metrics["by_confidence"]:
+        level = row["min_confidence"]
+        read = runner.invoke(cli, ["read", str(folder), "--min-confidence", str(level)])
+        rows = csv.DictReader(io.StringIO(read.stdout))
+        unflagged = [r for r in rows if not r["flag"] and not r["error"]]  # broken.png: error
+        assert row["kept"] == len(unflagged)
+        assert row["exact"] == (1.0 if unflagged else None)
     # A wrong label: the sheet draws it.
     labels = folder / "labels.csv"
     labels.write_text(labels.read_text().replace(f",{texts[0]}\n", ",999\n"), encoding="utf-8")
     result = runner.invoke(cli, ["eval", "--numbers", str(labels), "--errors", str(sheet)])
     assert result.exit_code == 0
     assert "exact numbers" in result.stdout and "0.7500" in result.stdout
+    assert "By --min-confidence" in result.stdout
     with Image.open(sheet) as drawn:
         assert drawn.width > 0 and "1 numbers read wrong" in result.stderr
 
