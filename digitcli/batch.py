@@ -513,6 +513,16 @@ SEVERAL_DIGITS = "several digits: use read"
 NO_PROBABILITY = "the model gave no valid probabilities"
 
 
+def low_confidence(confidence: float, min_confidence: float | None) -> str:
+    """The ``--min-confidence`` flag of a result: ``low confidence: C < P``, or ``""``.
+
+    A confidence equal to `min_confidence` is not flagged; without it nothing is.
+    """
+    if min_confidence is None or confidence >= min_confidence:
+        return ""
+    return f"low confidence: {confidence:.4f} < {min_confidence:g}"
+
+
 def _predict_chunk(chunk: Converted, model: Model, min_confidence: float | None) -> list[Result]:
     paths, counts, errors, side_by_side = chunk
     features = counts.astype(np.float64)
@@ -534,9 +544,8 @@ def _predict_chunk(chunk: Converted, model: Model, min_confidence: float | None)
             results.append(Result(path, error=NO_PROBABILITY))
             continue
         flags = [SEVERAL_DIGITS] if many else []
-        if min_confidence is not None and confidence < min_confidence:
-            flags.append(f"low confidence: {confidence:.4f} < {min_confidence:g}")
-        flag = "; ".join(flags)
+        flags.append(low_confidence(confidence, min_confidence))
+        flag = "; ".join(f for f in flags if f)
         results.append(Result(path, digit, confidence, probabilities, features=row, flag=flag))
     return results
 
@@ -647,4 +656,5 @@ __all__ = [
     "classify_paths",
     "is_image_name",
     "iter_inputs",
+    "low_confidence",
 ]

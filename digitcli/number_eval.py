@@ -4,8 +4,9 @@
 scores the numbers read against the labels: exact numbers, character error rate (edit
 distance over the label's length), length, a breakdown by length and by kind of error, the
 confusion of the digits that line up, and what ``--min-confidence`` levels would leave
-unflagged and how many of those numbers are right. :func:`draw_reading` draws what was read (the
-boxes of the cuts, numbered, and each digit): ``show --pieces`` and the error sheet use it.
+unflagged and how many of those numbers are right. :func:`draw_reading` draws what was read
+(the boxes of the cuts, numbered, and each digit): ``show --pieces`` and the error sheet use
+it.
 """
 
 from __future__ import annotations
@@ -192,12 +193,14 @@ def confidence_table(
         Per level: ``min_confidence``, ``kept`` (numbers at or above it), ``kept_share``
         (of all) and ``exact`` (the share of those read exactly; ``None`` if none are kept).
     """
+    from digitcli.batch import low_confidence
+
     table = []
     for level in levels:
         right = [
             truth == read
             for truth, read, c in zip(truths, reads, confidences, strict=True)
-            if c is not None and c >= level
+            if c is not None and not low_confidence(c, level)
         ]
         table.append(
             {

@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from digitcli.batch import BATCH_SIZE, NO_PROBABILITY, WORKER_DIED, json_line, map_chunks
+from digitcli.batch import (
+    BATCH_SIZE,
+    NO_PROBABILITY,
+    WORKER_DIED,
+    json_line,
+    low_confidence,
+    map_chunks,
+)
 from digitcli.conversion.decode import SOURCE_SIZE, gray_pixels, image_error, open_image, scaled
 from digitcli.parallel import WorkerDied
 from digitcli.segment import (
@@ -158,9 +165,7 @@ def read_batches(
                 if error or reading is None:
                     results.append(NumberResult(path, error=error or NO_PROBABILITY))
                     continue
-                flag = ""
-                if min_confidence is not None and reading.confidence < min_confidence:
-                    flag = f"low confidence: {reading.confidence:.4f} < {min_confidence:g}"
+                flag = low_confidence(reading.confidence, min_confidence)
                 results.append(NumberResult(path, reading, flag=flag))
             yield results
 
