@@ -102,3 +102,10 @@ def test_big_files_are_tasks_of_their_own(tmp_path):
     chunks = [chunk for chunk, _, _, _ in batch.iter_converted(paths, chunk_size=4)]
     assert [len(c) for c in chunks] == [1, 1, 1, 4, 2]
     assert [p for c in chunks for p in c] == paths
+
+
+def test_low_confidence_flags_only_below_the_level():
+    assert batch.low_confidence(0.5, None) == ""
+    assert batch.low_confidence(0.5, 0.5) == ""  # at the level: not flagged
+    assert batch.low_confidence(0.49994, 0.5) == "low confidence: 0.4999 < 0.5"
+    assert batch.low_confidence(0.0, 1) == "low confidence: 0.0000 < 1"
